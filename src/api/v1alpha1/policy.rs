@@ -1,0 +1,469 @@
+//! `RemediationPolicy`: what to watch, how to recognise a fault, what to do about it, and the guards.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{ActionType, Duration, Evidence, FaultKind, Pattern, TargetRef};
+
+/// A policy that watches one workload through Prometheus and heals the faults it recognises.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "homeostat.dev",
+    version = "v1alpha1",
+    kind = "RemediationPolicy",
+    namespaced,
+    status = "RemediationPolicyStatus",
+    shortname = "rp",
+    shortname = "rpol",
+    category = "homeostat",
+    printcolumn(name = "Target", type_ = "string", json_path = ".spec.targetRef.name"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Last Fault", type_ = "string", json_path = ".status.lastFault"),
+    printcolumn(
+        name = "Active",
+        type_ = "string",
+        json_path = ".status.activeRemediation"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new("self.faults.all(f, self.faults.exists_one(g, g.name == f.name))").message("fault names must be unique"))]
+#[x_kube(validation = Rule::new("self.faults.all(f, !has(f.signal) || self.signals.exists(s, s.name == f.signal))").message("every fault.signal must name an entry of spec.signals"))]
+#[serde(rename_all = "camelCase")]
+pub struct RemediationPolicySpec {
+    /// The workload this policy watches and acts on.
+    pub target_ref: TargetRef,
+    /// How often the policy is evaluated.
+    #[serde(default = "default_interval")]
+    pub interval: Duration,
+    /// Where to read metrics; falls back to the operator's `--prometheus-url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusSource>,
+    /// Named PromQL signals used by `Threshold` faults. `{{ namespace }}`, `{{ workload }}` and
+    /// `{{ pods }}` (a regular expression of the target's pod names) are substituted, escaped.
+    #[serde(default)]
+    #[schemars(length(max = 16))]
+    pub signals: Vec<Signal>,
+    /// Overrides of the standard queries the built-in patterns read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queries: Option<QueryOverrides>,
+    /// The faults to recognise, in priority order after the built-in one (CrashLoop first).
+    #[schemars(length(min = 1, max = 16))]
+    pub faults: Vec<FaultSpec>,
+    /// How recovery is verified after an action.
+    #[serde(default)]
+    pub verify: VerifySpec,
+    /// Limits on what the operator may do.
+    #[serde(default)]
+    pub guards: GuardSpec,
+    /// Where to send notifications about incidents.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub notify: Vec<NotifySpec>,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// Where and how to reach Prometheus.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusSource {
+    /// Base URL of the Prometheus HTTP API, e.g. `http://prometheus.monitoring:9090`.
+    #[schemars(length(max = 2048), regex(pattern = r"^https?://"))]
+    pub url: String,
+    /// A Secret in the policy's namespace with `token`, or `username` and `password`, and optionally `ca.crt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_secret_ref: Option<SecretRef>,
+    /// Per-query timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+}
+
+/// A reference to a Secret in the same namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct SecretRef {
+    /// The Secret's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// A named PromQL query.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct Signal {
+    /// Name used by `faults[].signal`.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// The PromQL expression; a `pod` label in its result implicates those pods.
+    #[schemars(length(min = 1, max = 4096))]
+    pub query: String,
+}
+
+/// Replacements for the standard cAdvisor and kube-state-metrics queries.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryOverrides {
+    /// CPU cores used per pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub cpu: Option<String>,
+    /// CPU limit in cores per pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub cpu_limit: Option<String>,
+    /// Fraction of CFS periods throttled per pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub throttling: Option<String>,
+    /// Working-set bytes per pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub memory: Option<String>,
+    /// Memory limit in bytes per pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub memory_limit: Option<String>,
+    /// Container restarts (a counter) per pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub restarts: Option<String>,
+}
+
+/// One fault to recognise and the fix for it.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("self.pattern != 'Threshold' || (has(self.signal) && has(self.condition))").message("a Threshold fault needs a signal and a condition"))]
+#[x_kube(validation = Rule::new("self.pattern == 'Threshold' || !has(self.condition)").message("condition only applies to the Threshold pattern"))]
+#[x_kube(validation = Rule::new("self.pattern != 'CrashLoop' || !has(self.action) || self.action.type in ['Escalate', 'None']").message("restarting or scaling does not fix a crash loop: use action Escalate or None"))]
+#[x_kube(validation = Rule::new("self.pattern != 'Threshold' || has(self.action)").message("a Threshold fault needs an action"))]
+#[serde(rename_all = "camelCase")]
+pub struct FaultSpec {
+    /// A name for this fault, unique in the policy.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// The detector to run.
+    pub pattern: Pattern,
+    /// How long the condition must hold before it counts.
+    #[serde(rename = "for", default = "default_for")]
+    pub for_: Duration,
+    /// For `Threshold`: the name of a signal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub signal: Option<String>,
+    /// For `Threshold`: the comparison that means "faulty".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<ThresholdCondition>,
+    /// Tuning of the built-in detector; every field has a safe default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<DetectorParams>,
+    /// The fix; defaults to the pattern's usual one (RestartPod, Scale by 1, RestartPod, Escalate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<ActionSpec>,
+}
+
+fn default_for() -> Duration {
+    Duration::from_secs(120)
+}
+
+/// A comparison of a signal against a value.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct ThresholdCondition {
+    /// The comparison operator.
+    pub op: ComparisonOp,
+    /// The bound.
+    pub value: f64,
+}
+
+/// A comparison operator.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ComparisonOp {
+    /// Greater than.
+    #[serde(rename = ">")]
+    Gt,
+    /// Greater than or equal.
+    #[serde(rename = ">=")]
+    Ge,
+    /// Less than.
+    #[serde(rename = "<")]
+    Lt,
+    /// Less than or equal.
+    #[serde(rename = "<=")]
+    Le,
+}
+
+impl ComparisonOp {
+    /// Whether `v op bound` holds.
+    pub fn holds(self, v: f64, bound: f64) -> bool {
+        match self {
+            Self::Gt => v > bound,
+            Self::Ge => v >= bound,
+            Self::Lt => v < bound,
+            Self::Le => v <= bound,
+        }
+    }
+
+    /// The operator as written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gt => ">",
+            Self::Ge => ">=",
+            Self::Lt => "<",
+            Self::Le => "<=",
+        }
+    }
+}
+
+/// Tuning knobs of the built-in detectors. Unset fields take the documented defaults.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DetectorParams {
+    /// RunawayProcess: how many times its siblings' median a pod must burn (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1.0, max = 1000.0))]
+    pub sibling_ratio: Option<f64>,
+    /// RunawayProcess / ResourceContention: the fraction of the CPU limit that counts as "at the limit" (default 0.9 / 0.8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub limit_ratio: Option<f64>,
+    /// RunawayProcess: CPU cores below which a pod is never called runaway (default 0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub min_cores: Option<f64>,
+    /// ResourceContention: fraction of CFS periods throttled that counts as starved (default 0.25).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub throttle_ratio: Option<f64>,
+    /// ResourceContention: fraction of replicas that must be starved together (default 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub replica_fraction: Option<f64>,
+    /// MemoryLeak: act when the projected time to the memory limit is below this (default 30m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub horizon: Option<Duration>,
+    /// CrashLoop: restarts within the `for` window that mean a crash loop (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub restarts: Option<u32>,
+    /// Pods younger than this are not judged (default 60s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<Duration>,
+    /// Fraction of the `for` window's samples that must satisfy the rule (default 0.9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.5, max = 1.0))]
+    pub persistence: Option<f64>,
+}
+
+/// What to do about a fault.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("self.type != 'Scale' || has(self.scale)").message("action Scale needs scale bounds (scale.maxReplicas)"))]
+#[x_kube(validation = Rule::new("self.type == 'Scale' || !has(self.scale)").message("scale bounds only apply to action Scale"))]
+pub struct ActionSpec {
+    /// The kind of action.
+    #[serde(rename = "type")]
+    pub type_: ActionType,
+    /// Bounds for `Scale`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<ScaleSpec>,
+}
+
+/// Bounds and step of a scale-out.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("!has(self.minReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas"))]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleSpec {
+    /// Replicas added per action (default 1).
+    #[serde(default = "default_step")]
+    #[schemars(range(min = 1, max = 100))]
+    pub step: i32,
+    /// Never scale below this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub min_replicas: Option<i32>,
+    /// Never scale above this.
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_replicas: i32,
+}
+
+fn default_step() -> i32 {
+    1
+}
+
+/// How recovery is verified.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifySpec {
+    /// The fault must be clear this long for the incident to succeed.
+    #[serde(default = "default_stable_for")]
+    pub stable_for: Duration,
+    /// Time after an action before it counts as not having worked.
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+    /// Actions per incident before it is escalated.
+    #[serde(default = "default_max_attempts")]
+    #[schemars(range(min = 1, max = 10))]
+    pub max_attempts: u32,
+}
+
+impl Default for VerifySpec {
+    fn default() -> Self {
+        Self {
+            stable_for: default_stable_for(),
+            timeout: default_timeout(),
+            max_attempts: default_max_attempts(),
+        }
+    }
+}
+
+fn default_stable_for() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_max_attempts() -> u32 {
+    2
+}
+
+/// Limits on what the operator may do for this policy.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GuardSpec {
+    /// Minimum time between the end of one incident's last action and a new incident's first.
+    #[serde(default = "default_cooldown")]
+    pub cooldown: Duration,
+    /// Actions allowed in any sliding hour.
+    #[serde(default = "default_max_actions")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub max_actions_per_hour: u32,
+    /// Pods of the workload that may be unavailable because of us at once.
+    #[serde(default = "default_max_unavailable")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_unavailable: u32,
+    /// Record what would be done, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Evaluate and report, but open no incident and take no action.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+impl Default for GuardSpec {
+    fn default() -> Self {
+        Self {
+            cooldown: default_cooldown(),
+            max_actions_per_hour: default_max_actions(),
+            max_unavailable: default_max_unavailable(),
+            dry_run: false,
+            suspend: false,
+        }
+    }
+}
+
+fn default_cooldown() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_max_actions() -> u32 {
+    3
+}
+fn default_max_unavailable() -> u32 {
+    1
+}
+
+/// A notification sink.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifySpec {
+    /// An HTTP endpoint that receives a JSON POST.
+    pub webhook: WebhookSpec,
+}
+
+/// A webhook receiver.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookSpec {
+    /// The URL to POST to.
+    #[schemars(length(max = 2048), regex(pattern = r"^https?://"))]
+    pub url: String,
+    /// Payload shape.
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// Also notify on every action, not only on Escalated and Failed.
+    #[serde(default)]
+    pub on_every_action: bool,
+}
+
+/// The JSON shape of a webhook payload.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum WebhookFormat {
+    /// homeostat's own JSON document.
+    #[default]
+    Generic,
+    /// A Slack incoming-webhook message (`{"text": ...}`).
+    Slack,
+}
+
+/// What the operator last saw and did for a policy.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RemediationPolicyStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Reconciling and Stalled (kstatus conventions).
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The most recent evaluation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_evaluation: Option<Evaluation>,
+    /// The pattern of the last fault seen firing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_fault: Option<String>,
+    /// The open incident, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_remediation: Option<String>,
+}
+
+/// One evaluation of every fault of a policy.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Evaluation {
+    /// When it ran.
+    pub time: Time,
+    /// Prometheus queries it issued.
+    pub queries: u32,
+    /// One verdict per fault.
+    pub verdicts: Vec<FaultVerdictStatus>,
+}
+
+/// The verdict of one fault in an evaluation.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultVerdictStatus {
+    /// The fault's name.
+    pub fault: String,
+    /// What was found.
+    pub verdict: FaultKind,
+    /// Pods implicated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<String>,
+    /// Why, in one line.
+    pub message: String,
+    /// The numbers behind it (at most a few entries).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<Evidence>,
+}

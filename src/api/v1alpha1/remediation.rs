@@ -1,0 +1,176 @@
+//! `Remediation`: one incident, from detection to its end — the audit trail.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{ActionSpec, ActionType, Evidence, Pattern, TargetRef};
+
+/// One incident: what was seen, what was done, and how it ended. Created by the operator, owned by its policy.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "homeostat.dev",
+    version = "v1alpha1",
+    kind = "Remediation",
+    namespaced,
+    status = "RemediationStatus",
+    shortname = "rem",
+    category = "homeostat",
+    printcolumn(name = "Target", type_ = "string", json_path = ".spec.target.name"),
+    printcolumn(name = "Fault", type_ = "string", json_path = ".spec.pattern"),
+    printcolumn(name = "Action", type_ = "string", json_path = ".spec.action.type"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Attempts",
+        type_ = "integer",
+        json_path = ".status.attemptCount"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RemediationSpec {
+    /// The policy that opened this incident.
+    pub policy_ref: String,
+    /// The workload concerned.
+    pub target: TargetRef,
+    /// The policy fault (by name) that fired.
+    pub fault: String,
+    /// The pattern that fired.
+    pub pattern: Pattern,
+    /// Pods implicated at detection.
+    #[serde(default)]
+    pub pods: Vec<String>,
+    /// The fix chosen.
+    pub action: ActionSpec,
+    /// The evidence at detection.
+    #[serde(default)]
+    pub evidence: Vec<Evidence>,
+    /// Whether the policy was in dry-run when the incident opened.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// Where an incident stands.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, JsonSchema)]
+pub enum Phase {
+    /// Recorded, nothing done yet.
+    #[default]
+    Detected,
+    /// An action is being taken (or waits on a PodDisruptionBudget).
+    Acting,
+    /// The action is done; waiting for the fault to stay clear for `stableFor`.
+    Verifying,
+    /// Clear for `stableFor` after an action.
+    Succeeded,
+    /// An action could not be carried out.
+    Failed,
+    /// Handed to a person: the fix does not apply or did not work after `maxAttempts`.
+    Escalated,
+    /// Dry run: the decision is recorded, nothing was changed.
+    DryRun,
+}
+
+impl Phase {
+    /// Whether the incident is over.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Escalated | Self::DryRun
+        )
+    }
+
+    /// The phase's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Detected => "Detected",
+            Self::Acting => "Acting",
+            Self::Verifying => "Verifying",
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::Escalated => "Escalated",
+            Self::DryRun => "DryRun",
+        }
+    }
+}
+
+/// The outcome of one attempt.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum AttemptResult {
+    /// Written before acting; the action may or may not have reached the apiserver.
+    Pending,
+    /// The apiserver accepted the action.
+    Applied,
+    /// Refused for now (a PodDisruptionBudget, a guard); retried later.
+    Blocked,
+    /// Refused for good.
+    Failed,
+    /// Not carried out: dry run.
+    DryRun,
+}
+
+/// One action taken (or intended) for an incident.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// 1-based attempt number.
+    pub number: u32,
+    /// The action.
+    pub action: ActionType,
+    /// When it was decided.
+    pub started_at: Time,
+    /// When the apiserver accepted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_at: Option<Time>,
+    /// The outcome.
+    pub result: AttemptResult,
+    /// Details: the pods evicted, the replica change, the error.
+    #[serde(default)]
+    pub message: String,
+    /// Pods the action targets (RestartPod): `name/uid`, so a replacement is never evicted by mistake.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<String>,
+    /// Replicas before a Scale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_replicas: Option<i32>,
+    /// Replicas a Scale sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_replicas: Option<i32>,
+    /// The `restartedAt` stamp a RolloutRestart writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarted_at: Option<String>,
+}
+
+/// The state of an incident.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RemediationStatus {
+    /// Where the incident stands.
+    #[serde(default)]
+    pub phase: Phase,
+    /// Every action taken or intended, in order.
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+    /// Number of attempts (for printer columns).
+    #[serde(default)]
+    pub attempt_count: u32,
+    /// Since when the fault has been clear while verifying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clear_since: Option<Time>,
+    /// When the current attempt counts as not having worked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Time>,
+    /// When the incident ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    /// The latest observation, in one line.
+    #[serde(default)]
+    pub message: String,
+    /// Standard conditions (Ready = the incident ended well).
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}

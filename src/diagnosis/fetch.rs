@@ -1,0 +1,427 @@
+//! Batched reads: one range query per signal per evaluation, grouped by pod, never one per pod.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::future::try_join_all;
+
+use super::input::{PodSeries, StdSignal, WorkloadSeries};
+use crate::{
+    prometheus::{
+        PromClient, PromError, Series,
+        template::{TemplateError, Vars, escape_regex, exact_alternation},
+    },
+    v1alpha1::{FaultSpec, Pattern, QueryOverrides, Signal, WorkloadKind},
+};
+
+const SEL: &str = r#"namespace=~"{{ namespace }}", pod=~"{{ pods }}""#;
+
+/// The query templates of the standard signals.
+#[derive(Clone, Debug)]
+pub struct QuerySet {
+    templates: BTreeMap<StdSignal, String>,
+}
+
+impl Default for QuerySet {
+    fn default() -> Self {
+        Self::standard()
+    }
+}
+
+impl QuerySet {
+    /// The cAdvisor and kube-state-metrics queries, as kube-prometheus-stack names the series.
+    pub fn standard() -> Self {
+        let c = format!(r#"{SEL}, container!="", container!="POD""#);
+        let t = [
+            (
+                StdSignal::Cpu,
+                format!(
+                    "sum by (namespace, pod) (rate(container_cpu_usage_seconds_total{{{c}}}[{{{{ window }}}}]))"
+                ),
+            ),
+            (
+                StdSignal::Throttling,
+                format!(
+                    "sum by (namespace, pod) (rate(container_cpu_cfs_throttled_periods_total{{{c}}}[{{{{ window }}}}])) / sum by (namespace, pod) (rate(container_cpu_cfs_periods_total{{{c}}}[{{{{ window }}}}]))"
+                ),
+            ),
+            (
+                StdSignal::Memory,
+                format!(
+                    "sum by (namespace, pod) (last_over_time(container_memory_working_set_bytes{{{c}}}[{{{{ window }}}}]))"
+                ),
+            ),
+            (
+                StdSignal::CpuLimit,
+                format!(
+                    r#"sum by (namespace, pod) (last_over_time(kube_pod_container_resource_limits{{{SEL}, resource="cpu"}}[{{{{ window }}}}]))"#
+                ),
+            ),
+            (
+                StdSignal::MemoryLimit,
+                format!(
+                    r#"sum by (namespace, pod) (last_over_time(kube_pod_container_resource_limits{{{SEL}, resource="memory"}}[{{{{ window }}}}]))"#
+                ),
+            ),
+            (
+                StdSignal::Restarts,
+                format!(
+                    "sum by (namespace, pod) (last_over_time(kube_pod_container_status_restarts_total{{{SEL}}}[{{{{ window }}}}]))"
+                ),
+            ),
+        ];
+        Self {
+            templates: t.into_iter().collect(),
+        }
+    }
+
+    /// The standard set with a policy's overrides applied.
+    pub fn with_overrides(o: Option<&QueryOverrides>) -> Self {
+        let mut s = Self::standard();
+        if let Some(o) = o {
+            for (sig, q) in [
+                (StdSignal::Cpu, &o.cpu),
+                (StdSignal::CpuLimit, &o.cpu_limit),
+                (StdSignal::Throttling, &o.throttling),
+                (StdSignal::Memory, &o.memory),
+                (StdSignal::MemoryLimit, &o.memory_limit),
+                (StdSignal::Restarts, &o.restarts),
+            ] {
+                if let Some(q) = q {
+                    s.templates.insert(sig, q.clone());
+                }
+            }
+        }
+        s
+    }
+
+    /// The template of a signal.
+    pub fn template(&self, s: StdSignal) -> &str {
+        self.templates.get(&s).map_or("", String::as_str)
+    }
+}
+
+/// The standard signals the given faults read.
+pub fn needed(faults: &[FaultSpec]) -> BTreeSet<StdSignal> {
+    let mut n = BTreeSet::new();
+    for f in faults {
+        match f.pattern {
+            Pattern::RunawayProcess => {
+                n.extend([StdSignal::Cpu, StdSignal::CpuLimit]);
+            }
+            Pattern::ResourceContention => {
+                n.extend([StdSignal::Cpu, StdSignal::CpuLimit, StdSignal::Throttling]);
+            }
+            Pattern::MemoryLeak => {
+                n.extend([StdSignal::Memory, StdSignal::MemoryLimit]);
+            }
+            Pattern::CrashLoop => {
+                n.insert(StdSignal::Restarts);
+            }
+            Pattern::Threshold => {}
+        }
+    }
+    n
+}
+
+/// The time range one evaluation reads: the longest `for` window, aligned so the last point is `now`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Range {
+    /// First point (unix seconds).
+    pub start: f64,
+    /// Last point: the evaluation time.
+    pub end: f64,
+    /// Seconds between points.
+    pub step: f64,
+}
+
+impl Range {
+    /// The range covering every fault's window at `now`.
+    pub fn for_faults(faults: &[FaultSpec], now: f64, step: f64) -> Self {
+        let longest = faults
+            .iter()
+            .map(|f| f.for_.as_secs_f64())
+            .fold(step, f64::max);
+        let steps = (longest / step).ceil() + 1.0;
+        Self {
+            start: now - steps * step,
+            end: now,
+            step,
+        }
+    }
+}
+
+/// What one evaluation's queries returned.
+#[derive(Clone, Debug, Default)]
+pub struct Fetched {
+    /// Standard signals.
+    pub std: BTreeMap<StdSignal, Vec<Series>>,
+    /// User signals by name.
+    pub signals: BTreeMap<String, Vec<Series>>,
+    /// Queries issued.
+    pub queries: u32,
+}
+
+/// Why a fetch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// A query template is malformed (a policy error).
+    #[error("query template for {signal}: {source}")]
+    Template {
+        /// Which signal.
+        signal: String,
+        /// What is wrong.
+        source: TemplateError,
+    },
+    /// Prometheus failed or refused.
+    #[error("{signal}: {source}")]
+    Prometheus {
+        /// Which signal's query.
+        signal: String,
+        /// What went wrong.
+        source: PromError,
+    },
+}
+
+impl FetchError {
+    /// A bounded category for conditions and metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Template { .. } => "InvalidQueryTemplate",
+            Self::Prometheus { source, .. } => source.category(),
+        }
+    }
+
+    /// Whether the policy spec is at fault (not a transient failure).
+    pub fn is_spec_error(&self) -> bool {
+        match self {
+            Self::Template { .. } => true,
+            Self::Prometheus { source, .. } => source.is_spec_error(),
+        }
+    }
+}
+
+/// The variables of one workload's queries: an exact namespace and an exact pod list.
+pub fn workload_vars(namespace: &str, workload: &str, pods: &[String], window: &str) -> Vars {
+    Vars::default()
+        .set("namespace", escape_regex(namespace))
+        .set("workload", workload)
+        .set("pods", exact_alternation(pods.iter().map(String::as_str)))
+        .set("window", window)
+}
+
+/// Runs the needed standard queries and the user signals concurrently, one query each.
+pub async fn fetch(
+    client: &PromClient,
+    queries: &QuerySet,
+    needed: &BTreeSet<StdSignal>,
+    signals: &[&Signal],
+    vars: &Vars,
+    range: Range,
+) -> Result<Fetched, FetchError> {
+    let mut rendered: Vec<(Option<StdSignal>, String, String)> = vec![];
+    for s in needed {
+        let q = vars
+            .render(queries.template(*s))
+            .map_err(|source| FetchError::Template {
+                signal: s.as_str().into(),
+                source,
+            })?;
+        rendered.push((Some(*s), s.as_str().to_string(), q));
+    }
+    for s in signals {
+        let q = vars
+            .render(&s.query)
+            .map_err(|source| FetchError::Template {
+                signal: s.name.clone(),
+                source,
+            })?;
+        rendered.push((None, s.name.clone(), q));
+    }
+    let results = try_join_all(rendered.iter().map(|(_, name, q)| async move {
+        client
+            .range(q, range.start, range.end, range.step)
+            .await
+            .map_err(|source| FetchError::Prometheus {
+                signal: name.clone(),
+                source,
+            })
+    }))
+    .await?;
+    let mut out = Fetched {
+        queries: rendered.len() as u32,
+        ..Fetched::default()
+    };
+    for ((std, name, _), series) in rendered.into_iter().zip(results) {
+        match std {
+            Some(s) => {
+                out.std.insert(s, series);
+            }
+            None => {
+                out.signals.insert(name, series);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A pod to assemble series for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodRef {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Start time (unix seconds), if known.
+    pub started_at: Option<f64>,
+}
+
+/// Builds a workload's input from fetched series, picking each pod's series by its labels.
+pub fn assemble(fetched: &Fetched, pods: &[PodRef]) -> WorkloadSeries {
+    let index: BTreeMap<StdSignal, BTreeMap<(String, String), &Series>> = fetched
+        .std
+        .iter()
+        .map(|(sig, series)| {
+            let m = series
+                .iter()
+                .filter_map(|s| {
+                    let pod = s.label("pod")?;
+                    Some((
+                        (
+                            s.label("namespace").unwrap_or("").to_string(),
+                            pod.to_string(),
+                        ),
+                        s,
+                    ))
+                })
+                .collect();
+            (*sig, m)
+        })
+        .collect();
+    let find = |sig: StdSignal, p: &PodRef| -> Option<&Series> {
+        let m = index.get(&sig)?;
+        m.get(&(p.namespace.clone(), p.name.clone()))
+            .or_else(|| m.get(&(String::new(), p.name.clone())))
+            .copied()
+    };
+    let points = |sig, p: &PodRef| find(sig, p).map(|s| s.points.clone()).unwrap_or_default();
+    let latest = |sig, p: &PodRef| {
+        find(sig, p)
+            .and_then(Series::last)
+            .map(|x| x.1)
+            .filter(|v| v.is_finite())
+    };
+    let pods = pods
+        .iter()
+        .map(|p| PodSeries {
+            name: p.name.clone(),
+            started_at: p.started_at,
+            cpu: points(StdSignal::Cpu, p),
+            throttling: points(StdSignal::Throttling, p),
+            memory: points(StdSignal::Memory, p),
+            restarts: points(StdSignal::Restarts, p),
+            cpu_limit: latest(StdSignal::CpuLimit, p),
+            memory_limit: latest(StdSignal::MemoryLimit, p),
+        })
+        .collect();
+    let signals = fetched.signals.clone();
+    WorkloadSeries { pods, signals }
+}
+
+/// A workload found through kube-state-metrics.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DiscoveredWorkload {
+    /// Deployment or StatefulSet.
+    pub kind: WorkloadKind,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+/// Finds Deployments and StatefulSets and their current pods through kube-state-metrics
+/// (`kube_pod_owner`, `kube_replicaset_owner`, `kube_pod_start_time`) at time `at`. Three queries.
+pub async fn discover(
+    client: &PromClient,
+    namespace_regex: &str,
+    at: f64,
+    window: &str,
+) -> Result<BTreeMap<DiscoveredWorkload, Vec<PodRef>>, PromError> {
+    let vars = Vars::default()
+        .set("namespace", namespace_regex)
+        .set("window", window);
+    let render = |t: &str| vars.render(t).unwrap_or_default();
+    let owners_q = render(
+        r#"max by (namespace, pod, owner_kind, owner_name) (last_over_time(kube_pod_owner{namespace=~"{{ namespace }}", owner_kind=~"ReplicaSet|StatefulSet"}[{{ window }}]))"#,
+    );
+    let rs_q = render(
+        r#"max by (namespace, replicaset, owner_name) (last_over_time(kube_replicaset_owner{namespace=~"{{ namespace }}", owner_kind="Deployment"}[{{ window }}]))"#,
+    );
+    let start_q = render(
+        r#"max by (namespace, pod) (last_over_time(kube_pod_start_time{namespace=~"{{ namespace }}"}[{{ window }}]))"#,
+    );
+    let (owners, rs, starts) = futures::try_join!(
+        client.instant(&owners_q, at),
+        client.instant(&rs_q, at),
+        client.instant(&start_q, at)
+    )?;
+    let rs_to_deploy: BTreeMap<(String, String), String> = rs
+        .iter()
+        .filter_map(|s| {
+            Some((
+                (
+                    s.label("namespace")?.to_string(),
+                    s.label("replicaset")?.to_string(),
+                ),
+                s.label("owner_name")?.to_string(),
+            ))
+        })
+        .collect();
+    let start_of: BTreeMap<(String, String), f64> = starts
+        .iter()
+        .filter_map(|s| {
+            Some((
+                (
+                    s.label("namespace")?.to_string(),
+                    s.label("pod")?.to_string(),
+                ),
+                s.last()?.1,
+            ))
+        })
+        .collect();
+    let mut out: BTreeMap<DiscoveredWorkload, Vec<PodRef>> = BTreeMap::new();
+    for s in &owners {
+        let (Some(ns), Some(pod), Some(kind), Some(owner)) = (
+            s.label("namespace"),
+            s.label("pod"),
+            s.label("owner_kind"),
+            s.label("owner_name"),
+        ) else {
+            continue;
+        };
+        let w = match kind {
+            "StatefulSet" => DiscoveredWorkload {
+                kind: WorkloadKind::StatefulSet,
+                namespace: ns.into(),
+                name: owner.into(),
+            },
+            _ => match rs_to_deploy.get(&(ns.to_string(), owner.to_string())) {
+                Some(d) => DiscoveredWorkload {
+                    kind: WorkloadKind::Deployment,
+                    namespace: ns.into(),
+                    name: d.clone(),
+                },
+                None => continue,
+            },
+        };
+        out.entry(w).or_default().push(PodRef {
+            namespace: ns.into(),
+            name: pod.into(),
+            started_at: start_of.get(&(ns.to_string(), pod.to_string())).copied(),
+        });
+    }
+    for pods in out.values_mut() {
+        pods.sort_by(|a, b| a.name.cmp(&b.name));
+        pods.dedup_by(|a, b| a.name == b.name);
+    }
+    Ok(out)
+}

@@ -1,0 +1,117 @@
+//! Fault diagnosis: fetch a workload's series in a few batched queries, run the detectors, pick the fault.
+//!
+//! The operator and `homeostat diagnose` share this code path.
+
+pub mod fetch;
+mod input;
+mod patterns;
+pub mod stats;
+
+pub use input::{EvalContext, PodSeries, StdSignal, WorkloadSeries, window};
+pub use patterns::{Params, Verdict, evaluate};
+
+use crate::v1alpha1::{ActionSpec, ActionType, FaultKind, FaultSpec, Pattern, ScaleSpec};
+
+/// The verdict of one named fault.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultVerdict {
+    /// The policy fault's name.
+    pub fault: String,
+    /// Its pattern.
+    pub pattern: Pattern,
+    /// What the detector found.
+    pub verdict: Verdict,
+}
+
+/// Evaluates every fault of a policy.
+pub fn evaluate_all(
+    faults: &[FaultSpec],
+    w: &WorkloadSeries,
+    ctx: &EvalContext,
+) -> Vec<FaultVerdict> {
+    faults
+        .iter()
+        .map(|f| FaultVerdict {
+            fault: f.name.clone(),
+            pattern: f.pattern,
+            verdict: evaluate(f, w, ctx),
+        })
+        .collect()
+}
+
+/// The fault to act on, if any.
+///
+/// A firing CrashLoop wins over everything (restarting or scaling would not help). While a CrashLoop
+/// fault is Inconclusive, nothing else is acted on either: a crash loop cannot be ruled out. Otherwise
+/// the first firing fault in policy order wins.
+pub fn choose<'a>(
+    faults: &'a [FaultSpec],
+    verdicts: &'a [FaultVerdict],
+) -> Option<(&'a FaultSpec, &'a FaultVerdict)> {
+    let pairs = || faults.iter().zip(verdicts.iter());
+    if let Some(hit) =
+        pairs().find(|(f, v)| f.pattern == Pattern::CrashLoop && v.verdict.kind.is_fault())
+    {
+        return Some(hit);
+    }
+    if pairs()
+        .any(|(f, v)| f.pattern == Pattern::CrashLoop && v.verdict.kind == FaultKind::Inconclusive)
+    {
+        return None;
+    }
+    pairs().find(|(_, v)| v.verdict.kind.is_fault())
+}
+
+/// The workload-level finding of a set of verdicts: the chosen fault, else Inconclusive if any
+/// detector lacked data, else Healthy.
+pub fn overall(faults: &[FaultSpec], verdicts: &[FaultVerdict]) -> FaultKind {
+    if let Some((_, v)) = choose(faults, verdicts) {
+        return v.verdict.kind;
+    }
+    if verdicts
+        .iter()
+        .any(|v| v.verdict.kind == FaultKind::Inconclusive)
+    {
+        FaultKind::Inconclusive
+    } else {
+        FaultKind::Healthy
+    }
+}
+
+/// The action a fault takes: the one it names, else its pattern's default.
+pub fn action_for(fault: &FaultSpec) -> ActionSpec {
+    fault.action.clone().unwrap_or_else(|| {
+        let type_ = fault.pattern.default_action();
+        ActionSpec {
+            type_,
+            scale: (type_ == ActionType::Scale).then(|| ScaleSpec {
+                step: 1,
+                min_replicas: None,
+                max_replicas: 10,
+            }),
+        }
+    })
+}
+
+/// The faults `diagnose` applies when no policy is given.
+pub fn default_faults() -> Vec<FaultSpec> {
+    use crate::v1alpha1::Duration;
+    let f = |name: &str, pattern: Pattern, secs: u64| FaultSpec {
+        name: name.into(),
+        pattern,
+        for_: Duration::from_secs(secs),
+        signal: None,
+        condition: None,
+        params: None,
+        action: None,
+    };
+    vec![
+        f("crashloop", Pattern::CrashLoop, 300),
+        f("runaway", Pattern::RunawayProcess, 120),
+        f("leak", Pattern::MemoryLeak, 600),
+        f("contention", Pattern::ResourceContention, 180),
+    ]
+}
+
+#[cfg(test)]
+mod tests;

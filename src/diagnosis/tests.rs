@@ -1,0 +1,441 @@
+//! The verdict table: series in, verdict out.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::{
+    prometheus::Series,
+    v1alpha1::{ComparisonOp, Duration, ThresholdCondition},
+};
+
+const NOW: f64 = 10_000.0;
+const STEP: f64 = 15.0;
+
+fn ctx() -> EvalContext {
+    EvalContext {
+        now: NOW,
+        step: STEP,
+        stale_after: 60.0,
+    }
+}
+
+/// Points every STEP over the last `secs` seconds, value from `f(t_since_start_of_range)`.
+fn series(secs: f64, f: impl Fn(f64) -> f64) -> Vec<(f64, f64)> {
+    let n = (secs / STEP) as usize;
+    (0..=n)
+        .map(|i| {
+            let t = NOW - secs + i as f64 * STEP;
+            (t, f(t - (NOW - secs)))
+        })
+        .collect()
+}
+
+fn pod(name: &str) -> PodSeries {
+    PodSeries {
+        name: name.into(),
+        started_at: Some(NOW - 3600.0),
+        cpu: series(600.0, |_| 0.1),
+        throttling: series(600.0, |_| 0.01),
+        memory: series(600.0, |_| 100e6),
+        restarts: series(600.0, |_| 0.0),
+        cpu_limit: Some(1.0),
+        memory_limit: Some(512e6),
+    }
+}
+
+fn workload(pods: Vec<PodSeries>) -> WorkloadSeries {
+    WorkloadSeries {
+        pods,
+        signals: BTreeMap::new(),
+    }
+}
+
+fn fault(pattern: Pattern, secs: u64) -> FaultSpec {
+    FaultSpec {
+        name: pattern.as_str().to_lowercase(),
+        pattern,
+        for_: Duration::from_secs(secs),
+        signal: None,
+        condition: None,
+        params: None,
+        action: None,
+    }
+}
+
+fn verdict(pattern: Pattern, secs: u64, w: &WorkloadSeries) -> Verdict {
+    evaluate(&fault(pattern, secs), w, &ctx())
+}
+
+fn three_with(hot: PodSeries) -> WorkloadSeries {
+    workload(vec![pod("web-a"), hot, pod("web-c")])
+}
+
+struct Case {
+    name: &'static str,
+    pattern: Pattern,
+    for_secs: u64,
+    input: WorkloadSeries,
+    expect: FaultKind,
+    pods: &'static [&'static str],
+}
+
+fn table() -> Vec<Case> {
+    let hot = |name: &str, f: fn(f64) -> f64| PodSeries {
+        cpu: series(600.0, f),
+        ..pod(name)
+    };
+    vec![
+        Case {
+            name: "healthy siblings",
+            pattern: Pattern::RunawayProcess,
+            for_secs: 120,
+            input: workload(vec![pod("web-a"), pod("web-b"), pod("web-c")]),
+            expect: FaultKind::Healthy,
+            pods: &[],
+        },
+        Case {
+            name: "one pod far above its siblings, sustained",
+            pattern: Pattern::RunawayProcess,
+            for_secs: 120,
+            input: three_with(hot("web-b", |_| 0.95)),
+            expect: FaultKind::RunawayProcess,
+            pods: &["web-b"],
+        },
+        Case {
+            name: "a burst shorter than `for`",
+            pattern: Pattern::RunawayProcess,
+            for_secs: 120,
+            input: three_with(hot("web-b", |t| if t > 540.0 { 0.95 } else { 0.1 })),
+            expect: FaultKind::Healthy,
+            pods: &[],
+        },
+        Case {
+            name: "pod just started, busy while warming up",
+            pattern: Pattern::RunawayProcess,
+            for_secs: 120,
+            input: three_with(PodSeries {
+                started_at: Some(NOW - 30.0),
+                cpu: series(30.0, |_| 0.95),
+                ..pod("web-b")
+            }),
+            expect: FaultKind::Healthy,
+            pods: &[],
+        },
+        Case {
+            name: "single replica at its limit is not called runaway",
+            pattern: Pattern::RunawayProcess,
+            for_secs: 120,
+            input: workload(vec![hot("web-a", |_| 0.99)]),
+            expect: FaultKind::Healthy,
+            pods: &[],
+        },
+        Case {
+            name: "stale cpu series",
+            pattern: Pattern::RunawayProcess,
+            for_secs: 120,
+            input: three_with(PodSeries {
+                cpu: series(600.0, |_| 0.1)
+                    .into_iter()
+                    .filter(|(t, _)| *t < NOW - 120.0)
+                    .collect(),
+                ..pod("web-b")
+            }),
+            expect: FaultKind::Inconclusive,
+            pods: &[],
+        },
+        Case {
+            name: "missing cpu series",
+            pattern: Pattern::RunawayProcess,
+            for_secs: 120,
+            input: three_with(PodSeries {
+                cpu: vec![],
+                started_at: Some(NOW - 3600.0),
+                ..pod("web-b")
+            }),
+            expect: FaultKind::Inconclusive,
+            pods: &[],
+        },
+        Case {
+            name: "NaN samples in a runaway pod still judged on the rest",
+            pattern: Pattern::RunawayProcess,
+            for_secs: 300,
+            input: three_with(PodSeries {
+                cpu: series(600.0, |t| {
+                    if (t as i64 / 15) % 40 == 7 {
+                        f64::NAN
+                    } else {
+                        0.95
+                    }
+                }),
+                ..pod("web-b")
+            }),
+            expect: FaultKind::RunawayProcess,
+            pods: &["web-b"],
+        },
+        Case {
+            name: "gappy data (missed scrapes) is not enough persistence",
+            pattern: Pattern::RunawayProcess,
+            for_secs: 120,
+            input: three_with(PodSeries {
+                cpu: series(600.0, |_| 0.95)
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(i, _)| i % 3 != 0)
+                    .map(|(_, p)| p)
+                    .collect(),
+                ..pod("web-b")
+            }),
+            expect: FaultKind::Healthy,
+            pods: &[],
+        },
+        Case {
+            name: "two replicas, one runaway",
+            pattern: Pattern::RunawayProcess,
+            for_secs: 120,
+            input: workload(vec![pod("web-a"), hot("web-b", |_| 0.9)]),
+            expect: FaultKind::RunawayProcess,
+            pods: &["web-b"],
+        },
+        Case {
+            name: "all replicas busy together is not runaway",
+            pattern: Pattern::RunawayProcess,
+            for_secs: 120,
+            input: workload(vec![
+                hot("web-a", |_| 0.95),
+                hot("web-b", |_| 0.97),
+                hot("web-c", |_| 0.96),
+            ]),
+            expect: FaultKind::Healthy,
+            pods: &[],
+        },
+        Case {
+            name: "contention: every replica throttled",
+            pattern: Pattern::ResourceContention,
+            for_secs: 180,
+            input: workload(
+                ["web-a", "web-b", "web-c"]
+                    .iter()
+                    .map(|n| PodSeries {
+                        cpu: series(600.0, |_| 0.98),
+                        throttling: series(600.0, |_| 0.5),
+                        ..pod(n)
+                    })
+                    .collect(),
+            ),
+            expect: FaultKind::ResourceContention,
+            pods: &["web-a", "web-b", "web-c"],
+        },
+        Case {
+            name: "contention: one throttled pod of three is not contention",
+            pattern: Pattern::ResourceContention,
+            for_secs: 180,
+            input: three_with(PodSeries {
+                throttling: series(600.0, |_| 0.6),
+                ..pod("web-b")
+            }),
+            expect: FaultKind::Healthy,
+            pods: &[],
+        },
+        Case {
+            name: "contention: single replica starved",
+            pattern: Pattern::ResourceContention,
+            for_secs: 180,
+            input: workload(vec![PodSeries {
+                throttling: series(600.0, |_| 0.4),
+                ..pod("web-a")
+            }]),
+            expect: FaultKind::ResourceContention,
+            pods: &["web-a"],
+        },
+        Case {
+            name: "leak: steady climb towards the limit",
+            pattern: Pattern::MemoryLeak,
+            for_secs: 300,
+            input: three_with(PodSeries {
+                memory: series(600.0, |t| 100e6 + t * 500e3),
+                ..pod("web-b")
+            }),
+            expect: FaultKind::MemoryLeak,
+            pods: &["web-b"],
+        },
+        Case {
+            name: "leak: noisy climb with a spike",
+            pattern: Pattern::MemoryLeak,
+            for_secs: 300,
+            input: three_with(PodSeries {
+                memory: series(600.0, |t| {
+                    let noise = ((t * 7.3).sin()) * 2e6;
+                    let spike = if (t - 450.0).abs() < 1.0 { 200e6 } else { 0.0 };
+                    100e6 + t * 400e3 + noise + spike
+                }),
+                ..pod("web-b")
+            }),
+            expect: FaultKind::MemoryLeak,
+            pods: &["web-b"],
+        },
+        Case {
+            name: "leak: slow growth far from the limit is fine",
+            pattern: Pattern::MemoryLeak,
+            for_secs: 300,
+            input: three_with(PodSeries {
+                memory: series(600.0, |t| 100e6 + t * 10e3),
+                ..pod("web-b")
+            }),
+            expect: FaultKind::Healthy,
+            pods: &[],
+        },
+        Case {
+            name: "leak: a sawtooth (GC) is not a leak",
+            pattern: Pattern::MemoryLeak,
+            for_secs: 300,
+            input: three_with(PodSeries {
+                memory: series(600.0, |t| 100e6 + (t % 60.0) * 2e6),
+                ..pod("web-b")
+            }),
+            expect: FaultKind::Healthy,
+            pods: &[],
+        },
+        Case {
+            name: "crash loop: restarts climbing",
+            pattern: Pattern::CrashLoop,
+            for_secs: 300,
+            input: three_with(PodSeries {
+                restarts: series(600.0, |t| (t / 30.0).floor()),
+                ..pod("web-b")
+            }),
+            expect: FaultKind::CrashLoop,
+            pods: &["web-b"],
+        },
+        Case {
+            name: "crash loop: a counter reset is not a negative increase",
+            pattern: Pattern::CrashLoop,
+            for_secs: 300,
+            input: three_with(PodSeries {
+                restarts: series(600.0, |t| if t < 500.0 { 40.0 } else { 1.0 }),
+                ..pod("web-b")
+            }),
+            expect: FaultKind::Healthy,
+            pods: &[],
+        },
+        Case {
+            name: "crash loop: a replacement pod that crashes at once",
+            pattern: Pattern::CrashLoop,
+            for_secs: 300,
+            input: workload(vec![
+                pod("web-a"),
+                PodSeries {
+                    started_at: Some(NOW - 100.0),
+                    restarts: series(100.0, |t| (t / 20.0).floor()),
+                    ..pod("web-n")
+                },
+            ]),
+            expect: FaultKind::CrashLoop,
+            pods: &["web-n"],
+        },
+    ]
+}
+
+#[test]
+fn verdict_table() {
+    let mut failures = vec![];
+    for c in table() {
+        let v = verdict(c.pattern, c.for_secs, &c.input);
+        let pods: Vec<&str> = v.pods.iter().map(String::as_str).collect();
+        if v.kind != c.expect || (c.expect.is_fault() && pods != c.pods) {
+            failures.push(format!(
+                "{}: expected {:?} {:?}, got {:?} {:?} ({})",
+                c.name, c.expect, c.pods, v.kind, pods, v.message
+            ));
+        }
+        if v.kind.is_fault() {
+            assert!(
+                !v.evidence.is_empty(),
+                "{}: a fault carries evidence",
+                c.name
+            );
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn runaway_evidence_names_the_pod_and_the_numbers() {
+    let w = three_with(PodSeries {
+        cpu: series(600.0, |_| 0.95),
+        ..pod("web-b")
+    });
+    let v = verdict(Pattern::RunawayProcess, 120, &w);
+    let e = &v.evidence[0];
+    assert_eq!(e.pod.as_deref(), Some("web-b"));
+    assert!((e.value - 0.95).abs() < 1e-9);
+    assert!(e.threshold.is_some_and(|t| (t - 0.3).abs() < 1e-9), "{e:?}");
+    assert!(v.confidence > 0.9);
+}
+
+#[test]
+fn threshold_on_a_user_signal() {
+    let mut w = workload(vec![pod("web-a")]);
+    let s = |v: f64| Series {
+        labels: [("pod".to_string(), "web-a".to_string())].into(),
+        points: series(600.0, move |_| v),
+    };
+    let f = FaultSpec {
+        signal: Some("p99".into()),
+        condition: Some(ThresholdCondition {
+            op: ComparisonOp::Gt,
+            value: 0.5,
+        }),
+        ..fault(Pattern::Threshold, 120)
+    };
+    w.signals.insert("p99".into(), vec![s(0.8)]);
+    let v = evaluate(&f, &w, &ctx());
+    assert_eq!(v.kind, FaultKind::Threshold);
+    assert_eq!(v.pods, vec!["web-a".to_string()]);
+    w.signals.insert("p99".into(), vec![s(0.2)]);
+    assert_eq!(evaluate(&f, &w, &ctx()).kind, FaultKind::Healthy);
+    w.signals.insert("p99".into(), vec![]);
+    assert_eq!(evaluate(&f, &w, &ctx()).kind, FaultKind::Inconclusive);
+}
+
+#[test]
+fn crash_loop_wins_and_blocks_other_actions_when_unknown() {
+    let faults = vec![
+        fault(Pattern::RunawayProcess, 120),
+        fault(Pattern::CrashLoop, 300),
+    ];
+    let w = three_with(PodSeries {
+        cpu: series(600.0, |_| 0.95),
+        restarts: series(600.0, |t| (t / 30.0).floor()),
+        ..pod("web-b")
+    });
+    let vs = evaluate_all(&faults, &w, &ctx());
+    let (f, _) = choose(&faults, &vs).expect("a fault fires");
+    assert_eq!(f.pattern, Pattern::CrashLoop);
+
+    // Restart data missing: runaway fires but nothing may act.
+    let w = three_with(PodSeries {
+        cpu: series(600.0, |_| 0.95),
+        restarts: vec![],
+        ..pod("web-b")
+    });
+    let vs = evaluate_all(&faults, &w, &ctx());
+    assert_eq!(vs[0].verdict.kind, FaultKind::RunawayProcess);
+    assert_eq!(vs[1].verdict.kind, FaultKind::Inconclusive);
+    assert!(choose(&faults, &vs).is_none());
+    assert_eq!(overall(&faults, &vs), FaultKind::Inconclusive);
+}
+
+#[test]
+fn default_actions_follow_the_pattern() {
+    assert_eq!(
+        action_for(&fault(Pattern::RunawayProcess, 60)).type_,
+        ActionType::RestartPod
+    );
+    let scale = action_for(&fault(Pattern::ResourceContention, 60));
+    assert_eq!(scale.type_, ActionType::Scale);
+    assert!(scale.scale.is_some());
+    assert_eq!(
+        action_for(&fault(Pattern::CrashLoop, 60)).type_,
+        ActionType::Escalate
+    );
+}

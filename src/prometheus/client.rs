@@ -1,0 +1,375 @@
+//! A small Prometheus HTTP API client: instant and range queries with typed errors.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use serde::Deserialize;
+
+use super::{Point, Series};
+
+/// How to authenticate to Prometheus.
+#[derive(Clone, Default)]
+pub enum Auth {
+    /// No credentials.
+    #[default]
+    None,
+    /// `Authorization: Bearer <token>`.
+    Bearer(String),
+    /// HTTP basic authentication.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password.
+        password: String,
+    },
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print credentials.
+        match self {
+            Self::None => f.write_str("None"),
+            Self::Bearer(_) => f.write_str("Bearer(***)"),
+            Self::Basic { username, .. } => write!(f, "Basic({username}, ***)"),
+        }
+    }
+}
+
+/// Everything needed to build a client.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Base URL, e.g. `http://prometheus:9090`.
+    pub url: String,
+    /// Credentials.
+    pub auth: Auth,
+    /// Extra CA certificate (PEM) to trust.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+impl ClientConfig {
+    /// An unauthenticated config with a 10 s timeout.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            auth: Auth::None,
+            ca_pem: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a query gave no data.
+#[derive(Debug, thiserror::Error)]
+pub enum PromError {
+    /// The client could not be built (bad URL, bad CA).
+    #[error("invalid Prometheus client configuration: {0}")]
+    Config(String),
+    /// No connection could be made.
+    #[error("Prometheus at {url} is unreachable: {message}")]
+    Unreachable {
+        /// The base URL.
+        url: String,
+        /// The transport error.
+        message: String,
+    },
+    /// No answer within the timeout.
+    #[error("Prometheus at {url} did not answer within {timeout:?}")]
+    Timeout {
+        /// The base URL.
+        url: String,
+        /// The timeout that expired.
+        timeout: Duration,
+    },
+    /// Prometheus refused the query; `message` is Prometheus' own.
+    #[error("Prometheus rejected the query ({error_type}): {message}; query: {query}")]
+    Rejected {
+        /// Prometheus' error type (`bad_data`, `execution`, `timeout`, ...).
+        error_type: String,
+        /// Prometheus' error message.
+        message: String,
+        /// The query sent.
+        query: String,
+    },
+    /// An HTTP error without a Prometheus error body (401, 403, 502 from a proxy, ...).
+    #[error("Prometheus at {url} answered HTTP {status}: {body}")]
+    Http {
+        /// The base URL.
+        url: String,
+        /// The status code.
+        status: u16,
+        /// The start of the body.
+        body: String,
+    },
+    /// The answer was not what the API documents.
+    #[error("unexpected answer from Prometheus at {url}: {message}")]
+    Decode {
+        /// The base URL.
+        url: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+impl PromError {
+    /// A bounded category, used as a metric label and condition reason.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Config(_) => "PrometheusConfig",
+            Self::Unreachable { .. } => "PrometheusUnreachable",
+            Self::Timeout { .. } => "PrometheusTimeout",
+            Self::Rejected { .. } => "QueryRejected",
+            Self::Http { .. } => "PrometheusHTTPError",
+            Self::Decode { .. } => "PrometheusBadAnswer",
+        }
+    }
+
+    /// Whether the policy itself is at fault (retrying without a spec change will not help).
+    pub fn is_spec_error(&self) -> bool {
+        matches!(self, Self::Rejected { error_type, .. } if error_type == "bad_data")
+    }
+}
+
+/// A Prometheus HTTP API client. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct PromClient {
+    http: reqwest::Client,
+    base: String,
+    auth: Auth,
+    timeout: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiResponse {
+    status: String,
+    #[serde(default)]
+    data: Option<ApiData>,
+    #[serde(default)]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiData {
+    result_type: String,
+    result: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct RawSeries {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    #[serde(default)]
+    values: Vec<(f64, String)>,
+    #[serde(default)]
+    value: Option<(f64, String)>,
+}
+
+fn parse_value(s: &str) -> f64 {
+    match s {
+        "NaN" => f64::NAN,
+        "+Inf" | "Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        _ => s.parse().unwrap_or(f64::NAN),
+    }
+}
+
+impl PromClient {
+    /// Builds a client; fails on a malformed URL or CA.
+    pub fn new(cfg: ClientConfig) -> Result<Self, PromError> {
+        let base = cfg.url.trim_end_matches('/').to_string();
+        let parsed = reqwest::Url::parse(&base)
+            .map_err(|e| PromError::Config(format!("URL {base:?}: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(PromError::Config(format!(
+                "URL {base:?}: scheme must be http or https"
+            )));
+        }
+        let mut builder = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!("homeostat/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = &cfg.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| PromError::Config(format!("CA certificate: {e}")))?;
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| PromError::Config(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            base,
+            auth: cfg.auth,
+            timeout: cfg.timeout,
+        })
+    }
+
+    /// The base URL.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// Evaluates `query` at `time` (unix seconds); returns one single-sample series per result.
+    pub async fn instant(&self, query: &str, time: f64) -> Result<Vec<Series>, PromError> {
+        let t = format!("{time:.3}");
+        self.call("query", query, &[("query", query), ("time", &t)])
+            .await
+    }
+
+    /// Evaluates `query` over `[start, end]` every `step` seconds.
+    pub async fn range(
+        &self,
+        query: &str,
+        start: f64,
+        end: f64,
+        step: f64,
+    ) -> Result<Vec<Series>, PromError> {
+        let (s, e, st) = (
+            format!("{start:.3}"),
+            format!("{end:.3}"),
+            format!("{step:.3}"),
+        );
+        self.call(
+            "query_range",
+            query,
+            &[("query", query), ("start", &s), ("end", &e), ("step", &st)],
+        )
+        .await
+    }
+
+    async fn call(
+        &self,
+        endpoint: &str,
+        query: &str,
+        form: &[(&str, &str)],
+    ) -> Result<Vec<Series>, PromError> {
+        let url = format!("{}/api/v1/{endpoint}", self.base);
+        let mut req = self.http.post(&url).form(form);
+        req = match &self.auth {
+            Auth::None => req,
+            Auth::Bearer(t) => req.bearer_auth(t),
+            Auth::Basic { username, password } => req.basic_auth(username, Some(password)),
+        };
+        let resp = req.send().await.map_err(|e| self.transport_error(e))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+        match serde_json::from_slice::<ApiResponse>(&body) {
+            Ok(api) if api.status == "success" => self.decode(api, query),
+            Ok(api) => Err(PromError::Rejected {
+                error_type: api.error_type.unwrap_or_else(|| "unknown".into()),
+                message: api.error.unwrap_or_default(),
+                query: query.to_string(),
+            }),
+            Err(_) if !status.is_success() => Err(PromError::Http {
+                url: self.base.clone(),
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+            }),
+            Err(e) => Err(PromError::Decode {
+                url: self.base.clone(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    fn decode(&self, api: ApiResponse, query: &str) -> Result<Vec<Series>, PromError> {
+        let bad = |m: String| PromError::Decode {
+            url: self.base.clone(),
+            message: m,
+        };
+        let data = api
+            .data
+            .ok_or_else(|| bad("no data in a success answer".into()))?;
+        match data.result_type.as_str() {
+            "matrix" | "vector" => {
+                let raw: Vec<RawSeries> = serde_json::from_value(data.result)
+                    .map_err(|e| bad(format!("{e} (query {query})")))?;
+                Ok(raw
+                    .into_iter()
+                    .map(|r| {
+                        let mut points: Vec<Point> =
+                            r.values.iter().map(|(t, v)| (*t, parse_value(v))).collect();
+                        if let Some((t, v)) = r.value {
+                            points.push((t, parse_value(&v)));
+                        }
+                        Series {
+                            labels: r.metric,
+                            points,
+                        }
+                    })
+                    .collect())
+            }
+            "scalar" => {
+                let (t, v): (f64, String) = serde_json::from_value(data.result)
+                    .map_err(|e| bad(format!("{e} (query {query})")))?;
+                Ok(vec![Series {
+                    labels: BTreeMap::new(),
+                    points: vec![(t, parse_value(&v))],
+                }])
+            }
+            other => Err(bad(format!("result type {other} is not supported"))),
+        }
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> PromError {
+        if e.is_timeout() {
+            PromError::Timeout {
+                url: self.base.clone(),
+                timeout: self.timeout,
+            }
+        } else {
+            // The source chain carries the useful part ("connection refused").
+            let mut message = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                message = format!("{message}: {s}");
+                src = s.source();
+            }
+            PromError::Unreachable {
+                url: self.base.clone(),
+                message,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_special_values() {
+        assert!(parse_value("NaN").is_nan());
+        assert_eq!(parse_value("+Inf"), f64::INFINITY);
+        assert_eq!(parse_value("-Inf"), f64::NEG_INFINITY);
+        assert_eq!(parse_value("1.5e3"), 1500.0);
+    }
+
+    #[test]
+    fn rejects_bad_urls() {
+        assert!(matches!(
+            PromClient::new(ClientConfig::new("ftp://x")),
+            Err(PromError::Config(_))
+        ));
+        assert!(matches!(
+            PromClient::new(ClientConfig::new("not a url")),
+            Err(PromError::Config(_))
+        ));
+    }
+
+    #[test]
+    fn never_prints_credentials() {
+        let a = Auth::Basic {
+            username: "u".into(),
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{a:?}").contains("hunter2"));
+        assert!(!format!("{:?}", Auth::Bearer("tok".into())).contains("tok"));
+    }
+}

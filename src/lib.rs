@@ -7,3 +7,4 @@ pub mod crd;
 pub use api::v1alpha1;
 pub mod diagnosis;
 pub mod prometheus;
+pub mod remediation;

@@ -1,0 +1,516 @@
+//! Actions through the apiserver: evict pods, scale, rollout-restart. Planned first (pure), then
+//! executed idempotently: each execution checks whether the planned change already happened.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, StatefulSet},
+        core::v1::Pod,
+    },
+    apimachinery::pkg::apis::meta::v1::{LabelSelector, Time},
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{EvictParams, ListParams, Patch, PatchParams},
+    core::Selector,
+};
+use serde_json::json;
+
+use super::lifecycle::Outcome;
+use crate::v1alpha1::{
+    ActionSpec, ActionType, Attempt, AttemptResult, GuardSpec, TargetRef, WorkloadKind,
+};
+
+/// The field manager of every write homeostat makes.
+pub const MANAGER: &str = "homeostat";
+/// The pod-template annotation `kubectl rollout restart` uses.
+pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+
+/// What homeostat needs to know about a target workload.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Workload {
+    /// The reference.
+    pub target: TargetRef,
+    /// Desired replicas.
+    pub replicas: i32,
+    /// Available replicas.
+    pub available: i32,
+    /// The pod selector.
+    pub selector: Option<LabelSelector>,
+    /// The pod template's `restartedAt` annotation.
+    pub restarted_at: Option<String>,
+}
+
+/// A live pod of the workload.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LivePod {
+    /// Name.
+    pub name: String,
+    /// UID, to tell a pod from its replacement of the same name (StatefulSets).
+    pub uid: String,
+    /// Start time (unix seconds).
+    pub started_at: Option<f64>,
+}
+
+/// Reads the target; `Ok(None)` when it does not exist.
+pub async fn get_workload(
+    client: &Client,
+    ns: &str,
+    target: &TargetRef,
+) -> Result<Option<Workload>, kube::Error> {
+    let w = match target.kind {
+        WorkloadKind::Deployment => Api::<Deployment>::namespaced(client.clone(), ns)
+            .get_opt(&target.name)
+            .await?
+            .map(|d| {
+                let spec = d.spec.unwrap_or_default();
+                Workload {
+                    target: target.clone(),
+                    replicas: spec.replicas.unwrap_or(1),
+                    available: d.status.and_then(|s| s.available_replicas).unwrap_or(0),
+                    restarted_at: annotation(spec.template.metadata.as_ref()),
+                    selector: Some(spec.selector),
+                }
+            }),
+        WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(client.clone(), ns)
+            .get_opt(&target.name)
+            .await?
+            .map(|d| {
+                let spec = d.spec.unwrap_or_default();
+                Workload {
+                    target: target.clone(),
+                    replicas: spec.replicas.unwrap_or(1),
+                    available: d.status.and_then(|s| s.available_replicas).unwrap_or(0),
+                    restarted_at: annotation(spec.template.metadata.as_ref()),
+                    selector: Some(spec.selector),
+                }
+            }),
+    };
+    Ok(w)
+}
+
+fn annotation(
+    meta: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+) -> Option<String> {
+    meta?.annotations.as_ref()?.get(RESTARTED_AT).cloned()
+}
+
+/// Lists the workload's pods that are not terminating, oldest first.
+pub async fn list_pods(
+    client: &Client,
+    ns: &str,
+    w: &Workload,
+) -> Result<Vec<LivePod>, kube::Error> {
+    let Some(sel) = w.selector.clone() else {
+        return Ok(vec![]);
+    };
+    let selector = Selector::try_from(sel).map_err(|e| {
+        kube::Error::Api(
+            kube::core::Status::failure(
+                &format!("workload {} has an unusable selector: {e}", w.target),
+                "BadSelector",
+            )
+            .boxed(),
+        )
+    })?;
+    let pods = Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels_from(&selector))
+        .await?;
+    let mut live: Vec<LivePod> = pods
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            !matches!(
+                p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            )
+        })
+        .map(|p| LivePod {
+            started_at: p
+                .status
+                .as_ref()
+                .and_then(|s| s.start_time.as_ref())
+                .or(p.metadata.creation_timestamp.as_ref())
+                .map(|t: &Time| t.0.as_second() as f64),
+            uid: p.uid().unwrap_or_default(),
+            name: p.name_any(),
+        })
+        .collect();
+    live.sort_by(|a, b| {
+        a.started_at
+            .unwrap_or(0.0)
+            .total_cmp(&b.started_at.unwrap_or(0.0))
+            .then(a.name.cmp(&b.name))
+    });
+    Ok(live)
+}
+
+/// Why no attempt could be planned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlanError {
+    /// Not now (too many pods unavailable, implicated pods gone): try on a later evaluation.
+    Blocked(String),
+    /// The action cannot help (already at maxReplicas): hand over to a person.
+    Escalate(String),
+}
+
+/// Plans an attempt: which pods, which replica count, which stamp. Pure.
+pub fn plan(
+    action: &ActionSpec,
+    w: &Workload,
+    pods: &[LivePod],
+    implicated: &[String],
+    guards: &GuardSpec,
+    now: Timestamp,
+) -> Result<Attempt, PlanError> {
+    let mut a = Attempt {
+        number: 0,
+        action: action.type_,
+        started_at: Time(now),
+        applied_at: None,
+        result: AttemptResult::Pending,
+        message: String::new(),
+        pods: vec![],
+        from_replicas: None,
+        to_replicas: None,
+        restarted_at: None,
+    };
+    match action.type_ {
+        ActionType::RestartPod => {
+            let live: BTreeMap<&str, &LivePod> =
+                pods.iter().map(|p| (p.name.as_str(), p)).collect();
+            let targets: Vec<&LivePod> = implicated
+                .iter()
+                .filter_map(|n| live.get(n.as_str()).copied())
+                .collect();
+            if targets.is_empty() {
+                return Err(PlanError::Blocked(format!(
+                    "none of the implicated pods ({}) exists any more; waiting for a fresh evaluation",
+                    implicated.join(", ")
+                )));
+            }
+            let unavailable = (w.replicas - w.available).max(0) as u32;
+            let allowance = guards.max_unavailable.saturating_sub(unavailable) as usize;
+            if allowance == 0 {
+                return Err(PlanError::Blocked(format!(
+                    "{unavailable} pod(s) of {} already unavailable; maxUnavailable is {}",
+                    w.target, guards.max_unavailable
+                )));
+            }
+            let chosen: Vec<&LivePod> = targets.into_iter().take(allowance).collect();
+            a.pods = chosen
+                .iter()
+                .map(|p| format!("{}/{}", p.name, p.uid))
+                .collect();
+            a.message = format!(
+                "evict {}",
+                chosen
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        ActionType::Scale => {
+            let Some(bounds) = &action.scale else {
+                return Err(PlanError::Escalate("Scale without bounds".into()));
+            };
+            let from = w.replicas;
+            let floor = bounds.min_replicas.unwrap_or(1);
+            let to = (from + bounds.step.max(1))
+                .min(bounds.max_replicas)
+                .max(floor);
+            if to <= from {
+                return Err(PlanError::Escalate(format!(
+                    "{} already has {from} replicas (maxReplicas {}): cannot scale out further",
+                    w.target, bounds.max_replicas
+                )));
+            }
+            a.from_replicas = Some(from);
+            a.to_replicas = Some(to);
+            a.message = format!("scale {} from {from} to {to} replicas", w.target);
+        }
+        ActionType::RolloutRestart => {
+            let stamp = now.to_string();
+            a.message = format!("rollout restart {} (restartedAt {stamp})", w.target);
+            a.restarted_at = Some(stamp);
+        }
+        ActionType::Escalate | ActionType::None => {
+            return Err(PlanError::Escalate(format!(
+                "action {} changes nothing",
+                action.type_.as_str()
+            )));
+        }
+    }
+    Ok(a)
+}
+
+fn api_status(e: &kube::Error) -> Option<(u16, &str)> {
+    match e {
+        kube::Error::Api(s) => Some((s.code, s.message.as_str())),
+        _ => None,
+    }
+}
+
+/// A failure of an apiserver call: permanent (4xx other than 409/429) or retryable.
+fn classify(what: &str, e: &kube::Error) -> Outcome {
+    match api_status(e) {
+        Some((409 | 429, m)) => Outcome::Blocked(format!("{what}: {m}")),
+        Some((code, m)) if (400..500).contains(&code) => {
+            Outcome::Failed(format!("{what}: HTTP {code}: {m}"))
+        }
+        _ => Outcome::Blocked(format!("{what}: {e}")),
+    }
+}
+
+/// Executes an attempt, idempotently: what already happened is reported as applied, not redone.
+pub async fn execute(client: &Client, ns: &str, target: &TargetRef, a: &Attempt) -> Outcome {
+    match a.action {
+        ActionType::RestartPod => evict(client, ns, a).await,
+        ActionType::Scale => scale(client, ns, target, a).await,
+        ActionType::RolloutRestart => restart(client, ns, target, a).await,
+        ActionType::Escalate | ActionType::None => Outcome::Failed("nothing to execute".into()),
+    }
+}
+
+async fn evict(client: &Client, ns: &str, a: &Attempt) -> Outcome {
+    let api = Api::<Pod>::namespaced(client.clone(), ns);
+    let mut done = vec![];
+    for entry in &a.pods {
+        let (name, uid) = entry.split_once('/').unwrap_or((entry.as_str(), ""));
+        let pod = match api.get_opt(name).await {
+            Ok(p) => p,
+            Err(e) => return classify(&format!("reading pod {ns}/{name}"), &e),
+        };
+        let gone = match &pod {
+            None => true,
+            Some(p) => {
+                p.metadata.deletion_timestamp.is_some()
+                    || (!uid.is_empty() && p.uid().as_deref() != Some(uid))
+            }
+        };
+        if gone {
+            done.push(format!("{name} (already gone)"));
+            continue;
+        }
+        match api.evict(name, &EvictParams::default()).await {
+            Ok(_) => done.push(name.to_string()),
+            Err(e) => match api_status(&e) {
+                Some((404, _)) => done.push(format!("{name} (already gone)")),
+                Some((429, m)) => {
+                    return Outcome::Blocked(format!(
+                        "eviction of {ns}/{name} refused by a PodDisruptionBudget ({m}); evicted so far: [{}]",
+                        done.join(", ")
+                    ));
+                }
+                _ => return classify(&format!("evicting pod {ns}/{name}"), &e),
+            },
+        }
+    }
+    Outcome::Applied(format!("evicted {}", done.join(", ")))
+}
+
+async fn scale(client: &Client, ns: &str, target: &TargetRef, a: &Attempt) -> Outcome {
+    let Some(to) = a.to_replicas else {
+        return Outcome::Failed("scale attempt without a replica count".into());
+    };
+    let patch = Patch::Merge(json!({"spec": {"replicas": to}}));
+    let pp = PatchParams::default();
+    let what = format!("scaling {target} in {ns}");
+    let current = match target.kind {
+        WorkloadKind::Deployment => {
+            Api::<Deployment>::namespaced(client.clone(), ns)
+                .get_scale(&target.name)
+                .await
+        }
+        WorkloadKind::StatefulSet => {
+            Api::<StatefulSet>::namespaced(client.clone(), ns)
+                .get_scale(&target.name)
+                .await
+        }
+    };
+    let current = match current {
+        Ok(s) => s.spec.and_then(|s| s.replicas).unwrap_or(0),
+        Err(e) => return classify(&what, &e),
+    };
+    if current >= to {
+        return Outcome::Applied(format!(
+            "{target} already has {current} replicas (wanted {to})"
+        ));
+    }
+    let r = match target.kind {
+        WorkloadKind::Deployment => Api::<Deployment>::namespaced(client.clone(), ns)
+            .patch_scale(&target.name, &pp, &patch)
+            .await
+            .map(|_| ()),
+        WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(client.clone(), ns)
+            .patch_scale(&target.name, &pp, &patch)
+            .await
+            .map(|_| ()),
+    };
+    match r {
+        Ok(()) => Outcome::Applied(format!("scaled {target} from {current} to {to} replicas")),
+        Err(e) => classify(&what, &e),
+    }
+}
+
+async fn restart(client: &Client, ns: &str, target: &TargetRef, a: &Attempt) -> Outcome {
+    let Some(stamp) = &a.restarted_at else {
+        return Outcome::Failed("rollout restart attempt without a stamp".into());
+    };
+    let what = format!("rollout restart of {target} in {ns}");
+    match get_workload(client, ns, target).await {
+        Ok(Some(w)) if w.restarted_at.as_deref() == Some(stamp.as_str()) => {
+            return Outcome::Applied(format!("{target} already restarted at {stamp}"));
+        }
+        Ok(Some(_)) => {}
+        Ok(None) => return Outcome::Failed(format!("{target} not found in {ns}")),
+        Err(e) => return classify(&what, &e),
+    }
+    let patch = Patch::Merge(
+        json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}),
+    );
+    let pp = PatchParams::default();
+    let r = match target.kind {
+        WorkloadKind::Deployment => Api::<Deployment>::namespaced(client.clone(), ns)
+            .patch(&target.name, &pp, &patch)
+            .await
+            .map(|_| ()),
+        WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(client.clone(), ns)
+            .patch(&target.name, &pp, &patch)
+            .await
+            .map(|_| ()),
+    };
+    match r {
+        Ok(()) => Outcome::Applied(format!("restarted {target} (restartedAt {stamp})")),
+        Err(e) => classify(&what, &e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::v1alpha1::{Duration, ScaleSpec};
+
+    fn w(replicas: i32, available: i32) -> Workload {
+        Workload {
+            target: TargetRef {
+                kind: WorkloadKind::Deployment,
+                name: "web".into(),
+            },
+            replicas,
+            available,
+            selector: None,
+            restarted_at: None,
+        }
+    }
+
+    fn pods(n: usize) -> Vec<LivePod> {
+        (0..n)
+            .map(|i| LivePod {
+                name: format!("web-{i}"),
+                uid: format!("uid-{i}"),
+                started_at: Some(i as f64),
+            })
+            .collect()
+    }
+
+    fn guards(max_unavailable: u32) -> GuardSpec {
+        GuardSpec {
+            max_unavailable,
+            cooldown: Duration::from_secs(0),
+            ..GuardSpec::default()
+        }
+    }
+
+    fn restart_pod() -> ActionSpec {
+        ActionSpec {
+            type_: ActionType::RestartPod,
+            scale: None,
+        }
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_700_000_000).expect("valid")
+    }
+
+    #[test]
+    fn restart_plans_only_live_implicated_pods_within_max_unavailable() {
+        let implicated = vec!["web-1".to_string(), "web-2".to_string(), "gone".to_string()];
+        let a = plan(
+            &restart_pod(),
+            &w(3, 3),
+            &pods(3),
+            &implicated,
+            &guards(1),
+            now(),
+        )
+        .expect("plan");
+        assert_eq!(a.pods, vec!["web-1/uid-1"]);
+        let a = plan(
+            &restart_pod(),
+            &w(3, 3),
+            &pods(3),
+            &implicated,
+            &guards(5),
+            now(),
+        )
+        .expect("plan");
+        assert_eq!(a.pods.len(), 2);
+    }
+
+    #[test]
+    fn restart_waits_while_pods_are_unavailable() {
+        let r = plan(
+            &restart_pod(),
+            &w(3, 2),
+            &pods(3),
+            &["web-1".into()],
+            &guards(1),
+            now(),
+        );
+        assert!(matches!(r, Err(PlanError::Blocked(_))), "{r:?}");
+        let r = plan(
+            &restart_pod(),
+            &w(3, 3),
+            &pods(3),
+            &["nope".into()],
+            &guards(1),
+            now(),
+        );
+        assert!(matches!(r, Err(PlanError::Blocked(_))));
+    }
+
+    #[test]
+    fn scale_respects_bounds() {
+        let s = |step, min, max| ActionSpec {
+            type_: ActionType::Scale,
+            scale: Some(ScaleSpec {
+                step,
+                min_replicas: min,
+                max_replicas: max,
+            }),
+        };
+        let a = plan(&s(2, None, 5), &w(2, 2), &[], &[], &guards(1), now()).expect("plan");
+        assert_eq!((a.from_replicas, a.to_replicas), (Some(2), Some(4)));
+        let a = plan(&s(3, None, 5), &w(4, 4), &[], &[], &guards(1), now()).expect("plan");
+        assert_eq!(a.to_replicas, Some(5));
+        let r = plan(&s(1, None, 5), &w(5, 5), &[], &[], &guards(1), now());
+        assert!(matches!(r, Err(PlanError::Escalate(_))));
+        let a = plan(&s(1, Some(3), 5), &w(1, 1), &[], &[], &guards(1), now()).expect("plan");
+        assert_eq!(a.to_replicas, Some(3));
+    }
+
+    #[test]
+    fn rollout_restart_stamps_the_time() {
+        let a = ActionSpec {
+            type_: ActionType::RolloutRestart,
+            scale: None,
+        };
+        let at = plan(&a, &w(2, 2), &[], &[], &guards(1), now()).expect("plan");
+        assert_eq!(at.restarted_at.as_deref(), Some("2023-11-14T22:13:20Z"));
+    }
+}

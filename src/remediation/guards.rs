@@ -1,0 +1,184 @@
+//! Guards on opening an incident or taking another action, derived from the incidents on record.
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::v1alpha1::{AttemptResult, GuardSpec, Remediation};
+
+/// Why nothing may be done now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// A bounded reason (condition reason, metric label).
+    pub reason: &'static str,
+    /// For a person.
+    pub message: String,
+}
+
+/// When actions (or, in dry run, decisions) were taken for a target, newest last.
+pub fn action_times(history: &[Remediation]) -> Vec<Timestamp> {
+    let mut t: Vec<Timestamp> = history
+        .iter()
+        .filter_map(|r| r.status.as_ref())
+        .flat_map(|s| s.attempts.iter())
+        .filter_map(|a| match a.result {
+            AttemptResult::Applied => a.applied_at.as_ref().map(|t| t.0),
+            AttemptResult::DryRun => Some(a.started_at.0),
+            _ => None,
+        })
+        .collect();
+    t.sort();
+    t
+}
+
+/// Whether a new incident may act now: suspend, cooldown and the hourly budget.
+pub fn may_act(guards: &GuardSpec, history: &[Remediation], now: Timestamp) -> Result<(), Refusal> {
+    if guards.suspend {
+        return Err(Refusal {
+            reason: "Suspended",
+            message: "spec.guards.suspend is true: evaluating only".into(),
+        });
+    }
+    budget(guards, history, now)?;
+    let times = action_times(history);
+    if let Some(last) = times.last() {
+        let cooldown =
+            SignedDuration::try_from(guards.cooldown.get()).unwrap_or(SignedDuration::MAX);
+        let since = now.duration_since(*last);
+        if since < cooldown {
+            return Err(Refusal {
+                reason: "Cooldown",
+                message: format!(
+                    "last action {}s ago; cooldown is {} ({}s left)",
+                    since.as_secs(),
+                    guards.cooldown,
+                    (cooldown - since).as_secs()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether the hourly action budget allows one more action (also checked before a retry).
+pub fn budget(guards: &GuardSpec, history: &[Remediation], now: Timestamp) -> Result<(), Refusal> {
+    let hour_ago = now - SignedDuration::from_hours(1);
+    let used = action_times(history)
+        .iter()
+        .filter(|t| **t > hour_ago)
+        .count() as u32;
+    if used >= guards.max_actions_per_hour {
+        return Err(Refusal {
+            reason: "ActionBudgetExhausted",
+            message: format!(
+                "{used} action(s) in the last hour; maxActionsPerHour is {}",
+                guards.max_actions_per_hour
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::v1alpha1::{
+        ActionSpec, ActionType, Attempt, Duration, Pattern, RemediationSpec, RemediationStatus,
+        TargetRef, WorkloadKind,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + secs).expect("valid")
+    }
+
+    fn incident(applied: &[i64], result: AttemptResult) -> Remediation {
+        let mut r = Remediation::new(
+            "r",
+            RemediationSpec {
+                policy_ref: "p".into(),
+                target: TargetRef {
+                    kind: WorkloadKind::Deployment,
+                    name: "web".into(),
+                },
+                fault: "f".into(),
+                pattern: Pattern::RunawayProcess,
+                pods: vec![],
+                action: ActionSpec {
+                    type_: ActionType::RestartPod,
+                    scale: None,
+                },
+                evidence: vec![],
+                dry_run: false,
+            },
+        );
+        r.status = Some(RemediationStatus {
+            attempts: applied
+                .iter()
+                .map(|t| Attempt {
+                    number: 1,
+                    action: ActionType::RestartPod,
+                    started_at: Time(at(*t)),
+                    applied_at: Some(Time(at(*t))),
+                    result,
+                    message: String::new(),
+                    pods: vec![],
+                    from_replicas: None,
+                    to_replicas: None,
+                    restarted_at: None,
+                })
+                .collect(),
+            ..RemediationStatus::default()
+        });
+        r
+    }
+
+    fn guards() -> GuardSpec {
+        GuardSpec {
+            cooldown: Duration::from_secs(600),
+            max_actions_per_hour: 2,
+            ..GuardSpec::default()
+        }
+    }
+
+    #[test]
+    fn cooldown_counts_from_the_last_action() {
+        let h = vec![incident(&[0], AttemptResult::Applied)];
+        assert_eq!(
+            may_act(&guards(), &h, at(300)).map_err(|r| r.reason),
+            Err("Cooldown")
+        );
+        assert!(may_act(&guards(), &h, at(601)).is_ok());
+    }
+
+    #[test]
+    fn budget_is_a_sliding_hour() {
+        let h = vec![incident(&[0, 700], AttemptResult::Applied)];
+        assert_eq!(
+            may_act(&guards(), &h, at(1400)).map_err(|r| r.reason),
+            Err("ActionBudgetExhausted")
+        );
+        assert!(may_act(&guards(), &h, at(3601)).is_ok());
+    }
+
+    #[test]
+    fn refused_and_pending_attempts_do_not_count_but_dry_runs_cool_down() {
+        let h = vec![incident(&[0, 10, 20], AttemptResult::Blocked)];
+        assert!(may_act(&guards(), &h, at(30)).is_ok());
+        let h = vec![incident(&[0], AttemptResult::DryRun)];
+        assert_eq!(
+            may_act(&guards(), &h, at(30)).map_err(|r| r.reason),
+            Err("Cooldown")
+        );
+    }
+
+    #[test]
+    fn suspend_refuses() {
+        let g = GuardSpec {
+            suspend: true,
+            ..guards()
+        };
+        assert_eq!(
+            may_act(&g, &[], at(0)).map_err(|r| r.reason),
+            Err("Suspended")
+        );
+    }
+}

@@ -79,6 +79,8 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_new(&args.log)
                 .with_context(|| format!("invalid log filter {:?}", args.log))?,
         )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // kube's rustls needs a process-wide crypto provider; an error only means
     // one is installed already.

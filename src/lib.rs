@@ -2,9 +2,45 @@
 //! heals it, verifies the recovery and keeps an audit trail of every incident.
 
 pub mod api;
+pub mod conditions;
+pub mod controller;
 pub mod crd;
-
-pub use api::v1alpha1;
+pub mod diagnose;
 pub mod diagnosis;
+pub mod leader;
+pub mod metrics;
+pub mod notify;
 pub mod prometheus;
 pub mod remediation;
+pub mod server;
+pub mod telemetry;
+
+pub use api::v1alpha1;
+
+/// Everything that can fail in a reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An apiserver call failed.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// An object lacks something the apiserver always sets (namespace, name).
+    #[error("malformed object: {0}")]
+    Malformed(String),
+    /// Serialising a status failed.
+    #[error("serialising: {0}")]
+    Serde(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// A bounded category, used as a metric label.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Kube(_) => "kube",
+            Self::Malformed(_) => "malformed",
+            Self::Serde(_) => "serde",
+        }
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,1 +1,289 @@
-fn main() {}
+//! The `homeostat` command: `run` (the operator), `crd`, `diagnose`.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use homeostat::{
+    controller::{self, Context, Settings},
+    crd, diagnose,
+    metrics::Metrics,
+    prometheus::{ClientConfig, PromClient},
+    telemetry,
+    v1alpha1::{Duration as SpecDuration, RemediationPolicy},
+};
+use prometheus_client::registry::Registry;
+use tracing::{error, info};
+
+#[derive(Parser)]
+#[command(
+    name = "homeostat",
+    version,
+    about = "Heals Kubernetes workloads from what Prometheus sees"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator.
+    Run(RunArgs),
+    /// Print the CustomResourceDefinitions as YAML (or write one file per CRD to --out).
+    Crd {
+        /// Directory to write `<plural>.<group>.yaml` files into.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Classify workloads straight from Prometheus, without a cluster.
+    Diagnose(DiagnoseArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Prometheus used by policies that name none.
+    #[arg(long, env = "HOMEOSTAT_PROMETHEUS_URL")]
+    prometheus_url: Option<String>,
+    /// Namespace to watch (repeat for several); all namespaces when absent.
+    #[arg(
+        long = "namespace",
+        env = "HOMEOSTAT_NAMESPACES",
+        value_delimiter = ','
+    )]
+    namespaces: Vec<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "HOMEOSTAT_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Log JSON lines instead of text.
+    #[arg(long, env = "HOMEOSTAT_LOG_JSON")]
+    log_json: bool,
+    /// Resolution of range queries.
+    #[arg(long, default_value = "15s")]
+    step: SpecDuration,
+    /// Window of rate() and last_over_time() in the standard queries.
+    #[arg(long, default_value = "1m")]
+    window: SpecDuration,
+    /// A series whose newest point is older than this counts as missing.
+    #[arg(long, default_value = "45s")]
+    stale_after: SpecDuration,
+    /// Timeout of each Prometheus request.
+    #[arg(long, default_value = "10s")]
+    query_timeout: SpecDuration,
+    /// Elect a leader on a Lease so that only one replica acts.
+    #[arg(long, env = "HOMEOSTAT_LEADER_ELECT")]
+    leader_elect: bool,
+    /// Namespace of the leader Lease (defaults to the pod's namespace, else `default`).
+    #[arg(long, env = "HOMEOSTAT_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Lease duration.
+    #[arg(long, default_value = "15s")]
+    lease_duration: SpecDuration,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Json,
+    Table,
+}
+
+#[derive(clap::Args)]
+struct DiagnoseArgs {
+    /// Prometheus to read.
+    #[arg(long, env = "HOMEOSTAT_PROMETHEUS_URL")]
+    prometheus_url: String,
+    /// Evaluation time (RFC 3339); now when absent.
+    #[arg(long)]
+    at: Option<jiff::Timestamp>,
+    /// Only this namespace.
+    #[arg(long)]
+    namespace: Option<String>,
+    /// RemediationPolicy YAML files to apply instead of the default patterns.
+    #[arg(long)]
+    policy: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    output: Output,
+    /// Resolution of range queries.
+    #[arg(long, default_value = "15s")]
+    step: SpecDuration,
+    /// Window of rate() and last_over_time().
+    #[arg(long, default_value = "1m")]
+    window: SpecDuration,
+    /// A series whose newest point is older than this counts as missing.
+    #[arg(long, default_value = "45s")]
+    stale_after: SpecDuration,
+}
+
+fn promql_duration(d: SpecDuration) -> String {
+    format!("{}s", d.get().as_secs().max(1))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd { out } => print_crds(out),
+        Command::Diagnose(a) => run_diagnose(a).await,
+        Command::Run(a) => run_operator(a).await,
+    }
+}
+
+fn print_crds(out: Option<PathBuf>) -> anyhow::Result<()> {
+    for (file, c) in crd::all() {
+        let yaml = crd::to_yaml(&c).context("rendering a CRD")?;
+        match &out {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                let p = dir.join(file);
+                std::fs::write(&p, yaml).with_context(|| format!("writing {}", p.display()))?;
+            }
+            None => print!("{yaml}"),
+        }
+    }
+    Ok(())
+}
+
+async fn run_diagnose(a: DiagnoseArgs) -> anyhow::Result<()> {
+    let prom = PromClient::new(ClientConfig::new(a.prometheus_url.clone()))?;
+    let mut policies = vec![];
+    for p in &a.policy {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        let policy: RemediationPolicy = serde_saphyr::from_str(&text)
+            .with_context(|| format!("{} is not a valid RemediationPolicy", p.display()))?;
+        if let Err(problems) = controller::validate(&policy.spec) {
+            bail!("{}: invalid policy: {}", p.display(), problems.join("; "));
+        }
+        policies.push(policy);
+    }
+    let at = a.at.unwrap_or_else(jiff::Timestamp::now);
+    let opts = diagnose::Options {
+        at: at.as_millisecond() as f64 / 1000.0,
+        namespace: a.namespace,
+        policies,
+        step: a.step.as_secs_f64(),
+        window: promql_duration(a.window),
+        stale_after: a.stale_after.as_secs_f64(),
+    };
+    let report = diagnose::run(&prom, &opts)
+        .await
+        .with_context(|| format!("diagnosing from {}", a.prometheus_url))?;
+    match a.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Table => print!("{}", diagnose::table(&report)),
+    }
+    Ok(())
+}
+
+async fn run_operator(a: RunArgs) -> anyhow::Result<()> {
+    telemetry::init(a.log_json);
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes configuration (in-cluster service account or KUBECONFIG)")?;
+    let default_prom = match &a.prometheus_url {
+        Some(url) => {
+            let mut cfg = ClientConfig::new(url.clone());
+            cfg.timeout = a.query_timeout.get();
+            Some(PromClient::new(cfg).context("--prometheus-url")?)
+        }
+        None => None,
+    };
+    let mut registry = Registry::default();
+    let metrics = Arc::new(Metrics::new(&mut registry));
+    let registry = Arc::new(registry);
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+
+    let server =
+        homeostat::server::serve(a.listen, registry.clone(), ready_rx, shutdown_rx.clone());
+    let server = tokio::spawn(server);
+
+    controller::wait_for_crds(&client).await;
+    let (leading_tx, leading_rx) = tokio::sync::watch::channel(!a.leader_elect);
+    let lease = if a.leader_elect {
+        let ns = a
+            .lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "default".into());
+        Some(tokio::spawn(homeostat::leader::run(
+            client.clone(),
+            ns,
+            a.lease_duration.get(),
+            leading_tx,
+            metrics.clone(),
+            shutdown_rx.clone(),
+        )))
+    } else {
+        metrics.leader.set(1);
+        drop(leading_tx);
+        None
+    };
+    let settings = Settings {
+        step: a.step.as_secs_f64(),
+        window: promql_duration(a.window),
+        stale_after: a.stale_after.as_secs_f64(),
+        query_timeout: a.query_timeout.get(),
+        namespaces: a.namespaces.clone(),
+    };
+    info!(
+        prometheus = a.prometheus_url.as_deref().unwrap_or("(per policy)"),
+        namespaces = ?a.namespaces,
+        listen = %a.listen,
+        leader_elect = a.leader_elect,
+        "homeostat starting"
+    );
+    let ctx = Arc::new(Context::new(
+        client,
+        default_prom,
+        metrics,
+        settings,
+        leading_rx,
+    ));
+    let _ = ready_tx.send(true);
+    let mut stop = shutdown_rx.clone();
+    let signal = async move {
+        shutdown_signal().await;
+        info!("shutdown requested; finishing in-flight reconciles");
+        let _ = shutdown_tx.send(true);
+    };
+    tokio::spawn(signal);
+    controller::run(ctx, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    })
+    .await;
+    if let Some(l) = lease {
+        // Give the lease task a moment to release the lease.
+        let _ = tokio::time::timeout(Duration::from_secs(3), l).await;
+    }
+    if let Err(e) = server.await {
+        error!(error = %e, "HTTP server task failed");
+    }
+    info!("homeostat stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

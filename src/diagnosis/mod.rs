@@ -84,7 +84,7 @@ pub fn action_for(fault: &FaultSpec) -> ActionSpec {
         let type_ = fault.pattern.default_action();
         ActionSpec {
             type_,
-            scale: (type_ == ActionType::Scale).then(|| ScaleSpec {
+            scale: (type_ == ActionType::Scale).then_some(ScaleSpec {
                 step: 1,
                 min_replicas: None,
                 max_replicas: 10,

@@ -1,5 +1,8 @@
 //! `homeostat.dev/v1alpha1`: `RemediationPolicy` and `Remediation`.
 
+// `printcolumn(type_ = ...)` repeats by design; clippy mistakes it for a duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
+
 mod duration;
 mod policy;
 mod remediation;

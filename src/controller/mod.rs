@@ -1,0 +1,210 @@
+//! The controller: watches RemediationPolicies and runs one evaluation per policy per interval.
+
+mod evaluate;
+mod incident;
+mod prom;
+mod validate;
+
+pub use evaluate::{Evaluated, evaluate_policy};
+pub use validate::validate;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::StreamExt;
+use kube::{
+    Api, Client, ResourceExt,
+    runtime::{
+        Controller, PredicateConfig, WatchStreamExt,
+        controller::Action,
+        events::{Recorder, Reporter},
+        predicates,
+        reflector::{self, ObjectRef},
+        watcher,
+    },
+};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::{
+    Error,
+    metrics::{Metrics, ResultLabel},
+    prometheus::PromClient,
+    v1alpha1::{Remediation, RemediationPolicy},
+};
+
+/// Settings of the controller that are not per policy.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Resolution of range queries (seconds).
+    pub step: f64,
+    /// `rate()` / `last_over_time()` window (a PromQL duration).
+    pub window: String,
+    /// A series with no point this recent (seconds) is missing.
+    pub stale_after: f64,
+    /// Timeout per Prometheus request.
+    pub query_timeout: Duration,
+    /// Namespaces to watch; empty means all.
+    pub namespaces: Vec<String>,
+}
+
+/// Shared state of all reconciles.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// The operator-wide Prometheus (`--prometheus-url`).
+    pub default_prom: Option<PromClient>,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Settings.
+    pub settings: Settings,
+    /// HTTP client for notifications.
+    pub http: reqwest::Client,
+    /// Whether this replica may act (leader); evaluation still runs when false.
+    pub leading: watch::Receiver<bool>,
+    failures: Mutex<HashMap<ObjectRef<RemediationPolicy>, u32>>,
+}
+
+impl Context {
+    /// Builds the context.
+    pub fn new(
+        client: Client,
+        default_prom: Option<PromClient>,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+        leading: watch::Receiver<bool>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "homeostat".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            default_prom,
+            metrics,
+            settings,
+            http: reqwest::Client::new(),
+            leading,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn reset_backoff(&self, key: &ObjectRef<RemediationPolicy>) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(key);
+        }
+    }
+
+    /// Exponential backoff per policy: 5 s, 10 s, … up to 5 min.
+    fn backoff(&self, key: ObjectRef<RemediationPolicy>) -> Duration {
+        let n = self
+            .failures
+            .lock()
+            .map(|mut f| {
+                let c = f.entry(key).or_insert(0);
+                *c = c.saturating_add(1);
+                *c
+            })
+            .unwrap_or(1);
+        Duration::from_secs((5u64 << n.min(6).saturating_sub(1)).min(300))
+    }
+}
+
+fn error_policy(policy: Arc<RemediationPolicy>, err: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff(ObjectRef::from_obj(&*policy));
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ResultLabel {
+            result: err.category().into(),
+        })
+        .inc();
+    warn!(
+        policy = %policy.name_any(),
+        namespace = %policy.namespace().unwrap_or_default(),
+        error = %err,
+        retry_in_s = delay.as_secs(),
+        "reconcile failed; will retry"
+    );
+    Action::requeue(delay)
+}
+
+async fn reconcile(policy: Arc<RemediationPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let action = evaluate::reconcile(&policy, &ctx).await?;
+    ctx.reset_backoff(&ObjectRef::from_obj(&*policy));
+    Ok(action)
+}
+
+/// Waits until the CRDs are served (installed and established), logging while it waits.
+pub async fn wait_for_crds(client: &Client) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        let p = Api::<RemediationPolicy>::all(client.clone())
+            .list(&kube::api::ListParams::default().limit(1))
+            .await;
+        let r = Api::<Remediation>::all(client.clone())
+            .list(&kube::api::ListParams::default().limit(1))
+            .await;
+        match (p, r) {
+            (Ok(_), Ok(_)) => return,
+            (Err(e), _) | (_, Err(e)) => {
+                warn!(error = %e, "homeostat CRDs not served yet (install crds/ or the Helm chart); retrying in {}s", delay.as_secs());
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let client = ctx.client.clone();
+    let apis: Vec<(Api<RemediationPolicy>, Api<Remediation>)> =
+        if ctx.settings.namespaces.is_empty() {
+            vec![(Api::all(client.clone()), Api::all(client.clone()))]
+        } else {
+            ctx.settings
+                .namespaces
+                .iter()
+                .map(|ns| {
+                    (
+                        Api::namespaced(client.clone(), ns),
+                        Api::namespaced(client.clone(), ns),
+                    )
+                })
+                .collect()
+        };
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    let controllers = apis.into_iter().map(|(policies, _)| {
+        let ctx = ctx.clone();
+        let shutdown = shutdown.clone();
+        // Only spec changes (generation) trigger a reconcile; our own status writes do not.
+        // Each reconcile requeues itself after the policy's interval.
+        let (reader, writer) = reflector::store();
+        let trigger = watcher(policies, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects()
+            .predicate_filter(predicates::generation, PredicateConfig::default());
+        Controller::for_stream(trigger, reader)
+            .graceful_shutdown_on(shutdown)
+            .run(reconcile, error_policy, ctx)
+            .for_each(|res| async move {
+                match res {
+                    Ok((obj, _)) => tracing::debug!(policy = %obj, "reconciled"),
+                    Err(e) => tracing::debug!(error = %e, "reconcile loop error"),
+                }
+            })
+    });
+    info!("controller started");
+    futures::future::join_all(controllers).await;
+    info!("controller stopped");
+}

@@ -1,0 +1,125 @@
+//! The operator's own metrics, served on `/metrics`. Labels come from bounded sets only.
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+/// A label set of one bounded value.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// e.g. ok, error, or an error category.
+    pub result: String,
+}
+
+/// Verdicts by fault kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FaultLabel {
+    /// A `FaultKind` name.
+    pub fault: String,
+}
+
+/// Actions by type and result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    /// An `ActionType` name.
+    pub action: String,
+    /// applied, blocked, failed, dry_run.
+    pub result: String,
+}
+
+/// Incident durations by final phase.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabel {
+    /// A terminal `Phase` name.
+    pub phase: String,
+}
+
+/// Every metric homeostat exports.
+pub struct Metrics {
+    /// Policy evaluations by result.
+    pub evaluations: Family<ResultLabel, Counter>,
+    /// Verdicts by fault.
+    pub verdicts: Family<FaultLabel, Counter>,
+    /// Actions by type and result.
+    pub actions: Family<ActionLabels, Counter>,
+    /// Seconds from detection to the end of an incident, by final phase.
+    pub remediation_duration: Family<PhaseLabel, Histogram>,
+    /// Seconds per evaluation (queries and classification).
+    pub evaluation_duration: Histogram,
+    /// Seconds per Prometheus query batch.
+    pub query_duration: Histogram,
+    /// Prometheus failures by category.
+    pub query_errors: Family<ResultLabel, Counter>,
+    /// Reconcile failures by category.
+    pub reconcile_errors: Family<ResultLabel, Counter>,
+    /// Open incidents.
+    pub active_remediations: Gauge,
+    /// 1 while this replica holds the leader lease (or runs without election).
+    pub leader: Gauge,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them under the `homeostat_` prefix.
+    pub fn new(registry: &mut Registry) -> Self {
+        let m = Self {
+            evaluations: Family::default(),
+            verdicts: Family::default(),
+            actions: Family::default(),
+            remediation_duration: Family::new_with_constructor(|| {
+                Histogram::new([30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0])
+            }),
+            evaluation_duration: Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            query_duration: Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            query_errors: Family::default(),
+            reconcile_errors: Family::default(),
+            active_remediations: Gauge::default(),
+            leader: Gauge::default(),
+        };
+        let r = registry.sub_registry_with_prefix("homeostat");
+        r.register(
+            "evaluations",
+            "Policy evaluations by result",
+            m.evaluations.clone(),
+        );
+        r.register("verdicts", "Verdicts by fault kind", m.verdicts.clone());
+        r.register("actions", "Actions by type and result", m.actions.clone());
+        r.register(
+            "remediation_duration_seconds",
+            "Seconds from detection to the end of an incident",
+            m.remediation_duration.clone(),
+        );
+        r.register(
+            "evaluation_duration_seconds",
+            "Seconds per policy evaluation",
+            m.evaluation_duration.clone(),
+        );
+        r.register(
+            "prometheus_query_duration_seconds",
+            "Seconds per batch of Prometheus queries",
+            m.query_duration.clone(),
+        );
+        r.register(
+            "prometheus_query_errors",
+            "Prometheus failures by category",
+            m.query_errors.clone(),
+        );
+        r.register(
+            "reconcile_errors",
+            "Reconcile failures by category",
+            m.reconcile_errors.clone(),
+        );
+        r.register(
+            "active_remediations",
+            "Open incidents",
+            m.active_remediations.clone(),
+        );
+        r.register("leader", "1 while this replica may act", m.leader.clone());
+        m
+    }
+}

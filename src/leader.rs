@@ -9,7 +9,7 @@ use tracing::{error, info, warn};
 
 use crate::metrics::Metrics;
 
-/// The Lease's name.
+/// The Lease's default name.
 pub const LEASE_NAME: &str = "homeostat-leader";
 
 /// This replica's identity: the pod name, else the host name plus the process id.
@@ -27,6 +27,7 @@ pub fn identity() -> String {
 pub async fn run(
     client: Client,
     namespace: String,
+    lease_name: String,
     duration: Duration,
     leading: watch::Sender<bool>,
     metrics: Arc<Metrics>,
@@ -35,7 +36,7 @@ pub async fn run(
     let secs = duration.as_secs().max(2);
     let id = identity();
     let manager = loop {
-        match LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
+        match LeaseManagerBuilder::new(client.clone(), lease_name.clone())
             .with_namespace(namespace.clone())
             .with_identity(id.clone())
             .with_duration(secs)
@@ -46,7 +47,7 @@ pub async fn run(
         {
             Ok(m) => break m,
             Err(e) => {
-                error!(error = %e, lease = %format!("{namespace}/{LEASE_NAME}"), "cannot set up the leader Lease; retrying in 5s");
+                error!(error = %e, lease = %format!("{namespace}/{lease_name}"), "cannot set up the leader Lease; retrying in 5s");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(5)) => {},
                     _ = shutdown.wait_for(|s| *s) => return,
@@ -54,7 +55,7 @@ pub async fn run(
             }
         }
     };
-    info!(identity = %id, lease = %format!("{namespace}/{LEASE_NAME}"), duration_s = secs, "waiting for the leader Lease");
+    info!(identity = %id, lease = %format!("{namespace}/{lease_name}"), duration_s = secs, "waiting for the leader Lease");
     let (mut rx, handle) = manager.watch().await;
     loop {
         let is = *rx.borrow_and_update();

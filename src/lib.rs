@@ -7,6 +7,7 @@ pub mod controller;
 pub mod crd;
 pub mod diagnose;
 pub mod diagnosis;
+pub mod failpoint;
 pub mod leader;
 pub mod metrics;
 pub mod notify;

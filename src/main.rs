@@ -79,6 +79,9 @@ struct RunArgs {
     /// Lease duration.
     #[arg(long, default_value = "15s")]
     lease_duration: SpecDuration,
+    /// Name of the leader Lease.
+    #[arg(long, env = "HOMEOSTAT_LEASE_NAME", default_value = homeostat::leader::LEASE_NAME)]
+    lease_name: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -201,7 +204,7 @@ async fn run_operator(a: RunArgs) -> anyhow::Result<()> {
         homeostat::server::serve(a.listen, registry.clone(), ready_rx, shutdown_rx.clone());
     let server = tokio::spawn(server);
 
-    controller::wait_for_crds(&client).await;
+    controller::wait_for_crds(&client, &a.namespaces).await;
     let (leading_tx, leading_rx) = tokio::sync::watch::channel(!a.leader_elect);
     let lease = if a.leader_elect {
         let ns = a
@@ -212,6 +215,7 @@ async fn run_operator(a: RunArgs) -> anyhow::Result<()> {
         Some(tokio::spawn(homeostat::leader::run(
             client.clone(),
             ns,
+            a.lease_name.clone(),
             a.lease_duration.get(),
             leading_tx,
             metrics.clone(),

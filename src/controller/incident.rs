@@ -250,6 +250,7 @@ pub async fn drive(
                         s = lifecycle::begin(s, attempt, current.spec.dry_run, now);
                         // Saved before acting: a crash from here on resumes with Next::Execute.
                         current = save(ctx, &current, &s).await?;
+                        crate::failpoint::hit("after-pending-saved");
                         if s.phase == Phase::Acting {
                             s = execute(ctx, policy, &current, s, &ns).await;
                         } else {
@@ -288,6 +289,9 @@ async fn execute(
         return s;
     };
     let outcome = actions::execute(&ctx.client, ns, &rem.spec.target, &attempt).await;
+    if matches!(outcome, Outcome::Applied(_)) {
+        crate::failpoint::hit("after-action");
+    }
     let (label, etype, reason) = match &outcome {
         Outcome::Applied(_) => ("applied", EventType::Normal, "ActionApplied"),
         Outcome::Blocked(_) => ("blocked", EventType::Warning, "ActionBlocked"),

@@ -140,20 +140,24 @@ async fn reconcile(policy: Arc<RemediationPolicy>, ctx: Arc<Context>) -> Result<
     Ok(action)
 }
 
-/// Waits until the CRDs are served (installed and established), logging while it waits.
-pub async fn wait_for_crds(client: &Client) {
+/// Waits until the CRDs are served (installed and established), logging while it waits. Probes the
+/// first watched namespace, or the whole cluster when all namespaces are watched.
+pub async fn wait_for_crds(client: &Client, namespaces: &[String]) {
+    let (policies, remediations): (Api<RemediationPolicy>, Api<Remediation>) =
+        match namespaces.first() {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+    let lp = kube::api::ListParams::default().limit(1);
     let mut delay = Duration::from_secs(1);
     loop {
-        let p = Api::<RemediationPolicy>::all(client.clone())
-            .list(&kube::api::ListParams::default().limit(1))
-            .await;
-        let r = Api::<Remediation>::all(client.clone())
-            .list(&kube::api::ListParams::default().limit(1))
-            .await;
-        match (p, r) {
+        match (policies.list(&lp).await, remediations.list(&lp).await) {
             (Ok(_), Ok(_)) => return,
             (Err(e), _) | (_, Err(e)) => {
-                warn!(error = %e, "homeostat CRDs not served yet (install crds/ or the Helm chart); retrying in {}s", delay.as_secs());
+                warn!(error = %e, "homeostat CRDs not served yet (install crds/ or the Helm chart), or RBAC forbids listing them; retrying in {}s", delay.as_secs());
             }
         }
         tokio::time::sleep(delay).await;

@@ -1,0 +1,112 @@
+//! Prometheus stopped mid-run: no action, a condition says why, evaluation resumes when it is back.
+//! A test binary of its own: cargo runs test binaries one after another, so stopping the shared
+//! Prometheus here cannot disturb the other scenarios.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::{path::PathBuf, process::Command, time::Duration};
+
+use homeostat::v1alpha1::Phase;
+use support::*;
+
+fn prometheus(action: &str) {
+    let repo = PathBuf::from(std::env::var("HOMEOSTAT_E2E_REPO").expect("HOMEOSTAT_E2E_REPO"));
+    let mut cmd = Command::new(repo.join(format!("e2e/prometheus/{action}")));
+    if action == "start" {
+        cmd.args([
+            "--port",
+            &std::env::var("HOMEOSTAT_E2E_PROM_PORT").expect("port"),
+        ])
+        .args([
+            "--scrape",
+            &std::env::var("HOMEOSTAT_E2E_SIM_ADDR").expect("simulator address"),
+        ])
+        .args(["--interval", "5s"]);
+    }
+    let out = cmd.output().expect("run the prometheus script");
+    assert!(
+        out.status.success(),
+        "e2e/prometheus/{action} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prometheus_outage_means_no_action_and_a_visible_condition() {
+    let env = Env::get().await;
+    let ns = TestNs::new(&env, "outage").await;
+    // The runaway starts 50 s in: the outage begins before the fault is sustained.
+    deploy(
+        &env,
+        &ns.name,
+        "web",
+        3,
+        "runaway",
+        &[("sick-after", "50s")],
+    )
+    .await;
+    let before = running_pods(&env, &ns.name, "web").await;
+    let _op = Operator::start(&env, &ns.name, "op", &[], &[]).await;
+    apply_policy(
+        &env,
+        &ns.name,
+        &policy_yaml("web", "web", RUNAWAY_FAULTS, FAST_GUARDS),
+    )
+    .await
+    .unwrap();
+    wait_for("the policy evaluating normally", 90, || async {
+        let p = policy(&env, &ns.name, "web").await;
+        (ready(&p)? == ("True".to_string(), "Evaluating".to_string())).then_some(())
+    })
+    .await;
+
+    prometheus("stop");
+    let stopped = std::time::Instant::now();
+    let (status, reason) = wait_for(
+        "Ready=False because Prometheus is unreachable",
+        60,
+        || async {
+            let p = policy(&env, &ns.name, "web").await;
+            ready(&p).filter(|r| r.0 == "False")
+        },
+    )
+    .await;
+    println!(
+        "FIGURE outage_to_condition_seconds value={:.1}",
+        stopped.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "PrometheusUnreachable")
+    );
+    let p = policy(&env, &ns.name, "web").await;
+    let verdicts = p.status.unwrap().last_evaluation.unwrap().verdicts;
+    assert!(
+        verdicts
+            .iter()
+            .all(|v| v.verdict == homeostat::v1alpha1::FaultKind::Inconclusive),
+        "every verdict is Inconclusive while blind: {verdicts:?}"
+    );
+    // Stay blind past the fault's onset and its `for`: still no action.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(
+        remediations(&env, &ns.name).await.is_empty(),
+        "no action without data"
+    );
+    assert_eq!(
+        running_pods(&env, &ns.name, "web").await,
+        before,
+        "nothing evicted while blind"
+    );
+
+    prometheus("start");
+    wait_for("evaluation resuming (Ready=True)", 90, || async {
+        let p = policy(&env, &ns.name, "web").await;
+        (ready(&p)?.0 == "True").then_some(())
+    })
+    .await;
+    // With data back and the fault sustained, the operator acts.
+    let r = wait_phase(&env, &ns.name, Phase::Succeeded, 240).await;
+    assert_eq!(r.spec.pods, vec![before[0].0.clone()]);
+}

@@ -47,6 +47,10 @@ pub async fn run(
         {
             Ok(m) => break m,
             Err(e) => {
+                let e = match &e {
+                    kube_lease_manager::LeaseManagerError::KubeError(k) => crate::kube_message(k),
+                    other => other.to_string(),
+                };
                 error!(error = %e, lease = %format!("{namespace}/{lease_name}"), "cannot set up the leader Lease; retrying in 5s");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(5)) => {},

@@ -22,7 +22,7 @@ pub use api::v1alpha1;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An apiserver call failed.
-    #[error("Kubernetes API: {0}")]
+    #[error("Kubernetes API: {}", kube_message(.0))]
     Kube(#[from] kube::Error),
     /// An object lacks something the apiserver always sets (namespace, name).
     #[error("malformed object: {0}")]
@@ -45,3 +45,11 @@ impl Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One line about a Kubernetes API error: the apiserver's own message and code when there is one.
+pub fn kube_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} (HTTP {} {})", s.message, s.code, s.reason),
+        other => other.to_string(),
+    }
+}

@@ -183,9 +183,13 @@ async fn run_diagnose(a: DiagnoseArgs) -> anyhow::Result<()> {
 
 async fn run_operator(a: RunArgs) -> anyhow::Result<()> {
     telemetry::init(a.log_json);
-    let client = kube::Client::try_default()
+    let mut config = kube::Config::infer()
         .await
         .context("no Kubernetes configuration (in-cluster service account or KUBECONFIG)")?;
+    // kube's default retry layer re-sends 429s for minutes; an eviction refused by a
+    // PodDisruptionBudget answers 429 and must be retried on a later evaluation instead.
+    config.default_retry = false;
+    let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
     let default_prom = match &a.prometheus_url {
         Some(url) => {
             let mut cfg = ClientConfig::new(url.clone());

@@ -17,6 +17,12 @@ pub fn init(json: bool) {
             )
             .init();
     } else {
-        registry.with(fmt::layer().with_target(false)).init();
+        registry
+            .with(
+                fmt::layer()
+                    .with_target(false)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())),
+            )
+            .init();
     }
 }

@@ -455,7 +455,7 @@ async fn malformed_policies_are_rejected_by_the_apiserver() {
     ];
     for (i, (faults, extra, want)) in cases.iter().enumerate() {
         let yaml = policy_yaml(&format!("bad-{i}"), "web", faults, extra);
-        match apply_policy(&env, &ns.name, &yaml).await {
+        match apply_raw_policy(&env, &ns.name, &yaml).await {
             Ok(_) => panic!("case {i} was accepted but should fail with {want:?}:\n{yaml}"),
             Err(kube::Error::Api(s)) => {
                 assert_eq!(s.code, 422, "case {i}: {s:?}");

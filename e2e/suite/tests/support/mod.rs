@@ -197,6 +197,19 @@ pub async fn apply_policy(
         .await
 }
 
+/// Sends a policy written as YAML to the apiserver as is, without client-side parsing, so the
+/// apiserver's own validation is what judges it.
+pub async fn apply_raw_policy(env: &Env, ns: &str, yaml: &str) -> Result<(), kube::Error> {
+    use kube::{api::DynamicObject, discovery::ApiResource};
+    let value: serde_json::Value = serde_saphyr::from_str(yaml).expect("YAML parses");
+    let obj: DynamicObject = serde_json::from_value(value).expect("an object");
+    let ar = ApiResource::erase::<RemediationPolicy>(&());
+    Api::<DynamicObject>::namespaced_with(env.client.clone(), ns, &ar)
+        .create(&PostParams::default(), &obj)
+        .await
+        .map(|_| ())
+}
+
 /// Fast settings for e2e: 5 s scrapes, 30 s windows.
 pub const FAST_FLAGS: &[&str] = &[
     "--step",

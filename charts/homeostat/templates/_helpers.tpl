@@ -1,0 +1,126 @@
+{{/* Chart name, truncated to the DNS label limit. */}}
+{{- define "homeostat.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: release-chart unless the release name already contains the chart name. */}}
+{{- define "homeostat.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "homeostat.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "homeostat.labels" -}}
+helm.sh/chart: {{ include "homeostat.chart" . }}
+{{ include "homeostat.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: homeostat
+{{- end }}
+
+{{- define "homeostat.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "homeostat.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "homeostat.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "homeostat.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "homeostat.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when leader election is on: several replicas, or forced. */}}
+{{- define "homeostat.leaderElection" -}}
+{{- if or (gt (int .Values.replicaCount) 1) .Values.leaderElection.force }}true{{ end }}
+{{- end }}
+
+{{/* The leader Lease's name. */}}
+{{- define "homeostat.leaseName" -}}
+{{- default (printf "%s-leader" (include "homeostat.fullname" .)) .Values.leaderElection.leaseName | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* PromQL matchers selecting the operator's own series. */}}
+{{- define "homeostat.promSelector" -}}
+{{- default (printf "job=%q,namespace=%q" (include "homeostat.fullname" .) .Release.Namespace) .Values.prometheusRule.selector }}
+{{- end }}
+
+{{/*
+The operator's namespaced permissions, shared by the ClusterRole (all namespaces) and the
+per-namespace Roles (watchNamespaces). One comment per rule: the call the operator makes.
+*/}}
+{{- define "homeostat.rules" -}}
+# Watch RemediationPolicies (the controller's reflector: list + watch) and read them.
+- apiGroups: ["homeostat.dev"]
+  resources: ["remediationpolicies"]
+  verbs: ["get", "list", "watch"]
+# Write RemediationPolicy status with server-side apply (field manager "homeostat").
+- apiGroups: ["homeostat.dev"]
+  resources: ["remediationpolicies/status"]
+  verbs: ["get", "patch"]
+# Open incidents (create) and read a policy's incident history (list by policy label).
+- apiGroups: ["homeostat.dev"]
+  resources: ["remediations"]
+  verbs: ["get", "list", "watch", "create"]
+# Advance an incident: server-side apply on the status subresource.
+- apiGroups: ["homeostat.dev"]
+  resources: ["remediations/status"]
+  verbs: ["get", "patch"]
+# Read the target workload (selector, replicas, restartedAt); RolloutRestart patches the
+# kubectl.kubernetes.io/restartedAt annotation of its pod template.
+- apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets"]
+  verbs: ["get", "list", "watch", "patch"]
+# Scale action: read and patch the scale subresource (bounded by spec scale.maxReplicas).
+- apiGroups: ["apps"]
+  resources: ["deployments/scale", "statefulsets/scale"]
+  verbs: ["get", "patch"]
+# Find the target's pods (list by selector) and re-read one before evicting it.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+# RestartPod action: evict through the Eviction API so PodDisruptionBudgets apply.
+- apiGroups: [""]
+  resources: ["pods/eviction"]
+  verbs: ["create"]
+{{- if .Values.rbac.readSecrets }}
+# Prometheus credentials named by a policy's spec.prometheus.authSecretRef (get by name only).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+{{- end }}
+# Events on policies, incidents and targets (kube-runtime Recorder: create, then patch a series).
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/*
+Events counted in the last 30 minutes by a counter `metric` whose series `sel` selects.
+increase() misses a series' first value (prometheus-client creates a labelled series on its
+first event), so series that appeared within the window count with their whole value.
+*/}}
+{{- define "homeostat.newEvents" -}}
+{{- $m := printf "%s{%s}" .metric .sel -}}
+(sum(increase({{ $m }}[30m])) > 0) or (sum({{ $m }} unless {{ $m }} offset 30m) > 0)
+{{- end }}

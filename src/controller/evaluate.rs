@@ -305,6 +305,10 @@ pub async fn reconcile(policy: &Arc<RemediationPolicy>, ctx: &Context) -> Result
         .as_ref()
         .filter(|r| !r.status.as_ref().is_some_and(|s| s.phase.is_terminal()))
         .map(|r| r.name_any());
+    ctx.set_active(
+        kube::runtime::reflector::ObjectRef::from_obj(&**policy),
+        status.active_remediation.is_some(),
+    );
     status.last_evaluation = Some(Evaluation {
         time: Time(now_ts),
         queries: ev.queries,

@@ -68,6 +68,7 @@ pub struct Context {
     /// Whether this replica may act (leader); evaluation still runs when false.
     pub leading: watch::Receiver<bool>,
     failures: Mutex<HashMap<ObjectRef<RemediationPolicy>, u32>>,
+    active: Mutex<std::collections::HashSet<ObjectRef<RemediationPolicy>>>,
 }
 
 impl Context {
@@ -92,6 +93,19 @@ impl Context {
             http: reqwest::Client::new(),
             leading,
             failures: Mutex::new(HashMap::new()),
+            active: Mutex::new(std::collections::HashSet::new()),
+        }
+    }
+
+    /// Records whether a policy has an open incident and updates the `active_remediations` gauge.
+    fn set_active(&self, key: ObjectRef<RemediationPolicy>, open: bool) {
+        if let Ok(mut a) = self.active.lock() {
+            if open {
+                a.insert(key);
+            } else {
+                a.remove(&key);
+            }
+            self.metrics.active_remediations.set(a.len() as i64);
         }
     }
 

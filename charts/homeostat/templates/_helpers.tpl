@@ -70,27 +70,27 @@ The operator's namespaced permissions, shared by the ClusterRole (all namespaces
 per-namespace Roles (watchNamespaces). One comment per rule: the call the operator makes.
 */}}
 {{- define "homeostat.rules" -}}
-# Watch RemediationPolicies (the controller's reflector: list + watch) and read them.
+# Watch RemediationPolicies (the controller's reflector: list + watch).
 - apiGroups: ["homeostat.dev"]
   resources: ["remediationpolicies"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 # Write RemediationPolicy status with server-side apply (field manager "homeostat").
 - apiGroups: ["homeostat.dev"]
   resources: ["remediationpolicies/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 # Open incidents (create) and read a policy's incident history (list by policy label).
 - apiGroups: ["homeostat.dev"]
   resources: ["remediations"]
-  verbs: ["get", "list", "watch", "create"]
+  verbs: ["list", "create"]
 # Advance an incident: server-side apply on the status subresource.
 - apiGroups: ["homeostat.dev"]
   resources: ["remediations/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 # Read the target workload (selector, replicas, restartedAt); RolloutRestart patches the
 # kubectl.kubernetes.io/restartedAt annotation of its pod template.
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "patch"]
 # Scale action: read and patch the scale subresource (bounded by spec scale.maxReplicas).
 - apiGroups: ["apps"]
   resources: ["deployments/scale", "statefulsets/scale"]
@@ -98,7 +98,7 @@ per-namespace Roles (watchNamespaces). One comment per rule: the call the operat
 # Find the target's pods (list by selector) and re-read one before evicting it.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list"]
 # RestartPod action: evict through the Eviction API so PodDisruptionBudgets apply.
 - apiGroups: [""]
   resources: ["pods/eviction"]

@@ -17,7 +17,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client, ResourceExt,
-    api::{DeleteParams, ListParams, PostParams},
+    api::{ListParams, PostParams},
 };
 use tokio::process::{Child, Command};
 
@@ -65,7 +65,6 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 pub struct TestNs {
     /// The namespace's name.
     pub name: String,
-    client: Client,
 }
 
 impl TestNs {
@@ -84,10 +83,7 @@ impl TestNs {
             .create(&PostParams::default(), &ns)
             .await
             .expect("create namespace");
-        Self {
-            name,
-            client: env.client.clone(),
-        }
+        Self { name }
     }
 }
 
@@ -96,16 +92,13 @@ impl Drop for TestNs {
         if std::env::var("HOMEOSTAT_E2E_KEEP").is_ok() {
             return;
         }
-        let client = self.client.clone();
-        let name = self.name.clone();
-        // Best effort, in the background: the namespace controller finishes the job.
-        if let Ok(h) = tokio::runtime::Handle::try_current() {
-            h.spawn(async move {
-                let _ = Api::<Namespace>::all(client)
-                    .delete(&name, &DeleteParams::background())
-                    .await;
-            });
-        }
+        // Synchronous and quick: the test's runtime may already be gone. The namespace controller
+        // finishes the deletion in the background.
+        let _ = std::process::Command::new("kubectl")
+            .args(["delete", "namespace", &self.name, "--wait=false"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

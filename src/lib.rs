@@ -2,6 +2,7 @@
 //! heals it, verifies the recovery and keeps an audit trail of every incident.
 
 pub mod api;
+pub mod backtest;
 pub mod conditions;
 pub mod controller;
 pub mod crd;

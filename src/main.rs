@@ -38,6 +38,45 @@ enum Command {
     },
     /// Classify workloads straight from Prometheus, without a cluster.
     Diagnose(DiagnoseArgs),
+    /// Replay a policy over a past time range: when would it have acted, and how.
+    Backtest(BacktestArgs),
+}
+
+#[derive(clap::Args)]
+struct BacktestArgs {
+    /// Prometheus to read.
+    #[arg(long, env = "HOMEOSTAT_PROMETHEUS_URL")]
+    prometheus_url: String,
+    /// The RemediationPolicy YAML to replay.
+    #[arg(long)]
+    policy: PathBuf,
+    /// Start of the range (RFC 3339).
+    #[arg(long)]
+    from: jiff::Timestamp,
+    /// End of the range (RFC 3339); now when absent.
+    #[arg(long)]
+    to: Option<jiff::Timestamp>,
+    /// Time between evaluations; the policy's interval when absent.
+    #[arg(long)]
+    every: Option<SpecDuration>,
+    /// Namespace of the policy when its metadata names none.
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    /// Write an SVG plot of the target's CPU with the decisions marked.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    output: Output,
+    /// Resolution of range queries.
+    #[arg(long, default_value = "15s")]
+    step: SpecDuration,
+    /// Window of rate() and last_over_time().
+    #[arg(long, default_value = "1m")]
+    window: SpecDuration,
+    /// A series whose newest point is older than this counts as missing.
+    #[arg(long, default_value = "45s")]
+    stale_after: SpecDuration,
 }
 
 #[derive(clap::Args)]
@@ -129,6 +168,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Crd { out } => print_crds(out),
         Command::Diagnose(a) => run_diagnose(a).await,
+        Command::Backtest(a) => run_backtest(a).await,
         Command::Run(a) => run_operator(a).await,
     }
 }
@@ -149,18 +189,71 @@ fn print_crds(out: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn read_policy(p: &std::path::Path) -> anyhow::Result<RemediationPolicy> {
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    let policy: RemediationPolicy = serde_saphyr::from_str(&text)
+        .with_context(|| format!("{} is not a valid RemediationPolicy", p.display()))?;
+    if let Err(problems) = controller::validate(&policy.spec) {
+        bail!("{}: invalid policy: {}", p.display(), problems.join("; "));
+    }
+    Ok(policy)
+}
+
+async fn run_backtest(a: BacktestArgs) -> anyhow::Result<()> {
+    let prom = PromClient::new(ClientConfig::new(a.prometheus_url.clone()))?;
+    let policy = read_policy(&a.policy)?;
+    let to = a.to.unwrap_or_else(jiff::Timestamp::now);
+    if to <= a.from {
+        bail!("--to ({to}) must be after --from ({})", a.from);
+    }
+    let secs = |t: jiff::Timestamp| t.as_millisecond() as f64 / 1000.0;
+    let every = a
+        .every
+        .unwrap_or(policy.spec.interval)
+        .as_secs_f64()
+        .max(1.0);
+    let opts = homeostat::backtest::Options {
+        from: secs(a.from),
+        to: secs(to),
+        every,
+        namespace: a.namespace.clone(),
+        settings: Settings {
+            step: a.step.as_secs_f64(),
+            window: promql_duration(a.window),
+            stale_after: a.stale_after.as_secs_f64(),
+            query_timeout: Duration::from_secs(30),
+            namespaces: vec![],
+        },
+    };
+    let steps = ((opts.to - opts.from) / every).floor() as u64 + 1;
+    let bar = indicatif::ProgressBar::new(steps);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} evaluations, {eta} left")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = homeostat::backtest::run(&prom, &policy, &opts, || bar.inc(1))
+        .await
+        .with_context(|| format!("backtesting against {}", a.prometheus_url))?;
+    bar.finish_and_clear();
+    match a.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Table => print!("{}", homeostat::backtest::table(&report)),
+    }
+    if let Some(path) = &a.plot {
+        let ns = policy.metadata.namespace.clone().unwrap_or(a.namespace);
+        homeostat::backtest::plot(&prom, &report, &opts, &ns, path)
+            .await
+            .map_err(|e| anyhow::anyhow!("plotting to {}: {e}", path.display()))?;
+        eprintln!("plot written to {}", path.display());
+    }
+    Ok(())
+}
+
 async fn run_diagnose(a: DiagnoseArgs) -> anyhow::Result<()> {
     let prom = PromClient::new(ClientConfig::new(a.prometheus_url.clone()))?;
     let mut policies = vec![];
     for p in &a.policy {
-        let text =
-            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-        let policy: RemediationPolicy = serde_saphyr::from_str(&text)
-            .with_context(|| format!("{} is not a valid RemediationPolicy", p.display()))?;
-        if let Err(problems) = controller::validate(&policy.spec) {
-            bail!("{}: invalid policy: {}", p.display(), problems.join("; "));
-        }
-        policies.push(policy);
+        policies.push(read_policy(p)?);
     }
     let at = a.at.unwrap_or_else(jiff::Timestamp::now);
     let opts = diagnose::Options {

@@ -68,15 +68,8 @@ struct BacktestArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     output: Output,
-    /// Resolution of range queries.
-    #[arg(long, default_value = "15s")]
-    step: SpecDuration,
-    /// Window of rate() and last_over_time().
-    #[arg(long, default_value = "1m")]
-    window: SpecDuration,
-    /// A series whose newest point is older than this counts as missing.
-    #[arg(long, default_value = "45s")]
-    stale_after: SpecDuration,
+    #[command(flatten)]
+    query: QueryArgs,
 }
 
 #[derive(clap::Args)]
@@ -97,15 +90,8 @@ struct RunArgs {
     /// Log JSON lines instead of text.
     #[arg(long, env = "HOMEOSTAT_LOG_JSON")]
     log_json: bool,
-    /// Resolution of range queries.
-    #[arg(long, default_value = "15s")]
-    step: SpecDuration,
-    /// Window of rate() and last_over_time() in the standard queries.
-    #[arg(long, default_value = "1m")]
-    window: SpecDuration,
-    /// A series whose newest point is older than this counts as missing.
-    #[arg(long, default_value = "45s")]
-    stale_after: SpecDuration,
+    #[command(flatten)]
+    query: QueryArgs,
     /// Timeout of each Prometheus request.
     #[arg(long, default_value = "10s")]
     query_timeout: SpecDuration,
@@ -121,6 +107,32 @@ struct RunArgs {
     /// Name of the leader Lease.
     #[arg(long, env = "HOMEOSTAT_LEASE_NAME", default_value = homeostat::leader::LEASE_NAME)]
     lease_name: String,
+}
+
+/// How series are read: shared by `run`, `diagnose` and `backtest`.
+#[derive(clap::Args)]
+struct QueryArgs {
+    /// Resolution of range queries.
+    #[arg(long, default_value = "15s")]
+    step: SpecDuration,
+    /// Window of rate() and last_over_time() in the standard queries.
+    #[arg(long, default_value = "1m")]
+    window: SpecDuration,
+    /// A series whose newest point is older than this counts as missing.
+    #[arg(long, default_value = "45s")]
+    stale_after: SpecDuration,
+}
+
+impl QueryArgs {
+    fn settings(&self, query_timeout: Duration, namespaces: Vec<String>) -> Settings {
+        Settings {
+            step: self.step.as_secs_f64(),
+            window: promql_duration(self.window),
+            stale_after: self.stale_after.as_secs_f64(),
+            query_timeout,
+            namespaces,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -146,15 +158,8 @@ struct DiagnoseArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     output: Output,
-    /// Resolution of range queries.
-    #[arg(long, default_value = "15s")]
-    step: SpecDuration,
-    /// Window of rate() and last_over_time().
-    #[arg(long, default_value = "1m")]
-    window: SpecDuration,
-    /// A series whose newest point is older than this counts as missing.
-    #[arg(long, default_value = "45s")]
-    stale_after: SpecDuration,
+    #[command(flatten)]
+    query: QueryArgs,
 }
 
 fn promql_duration(d: SpecDuration) -> String {
@@ -217,13 +222,7 @@ async fn run_backtest(a: BacktestArgs) -> anyhow::Result<()> {
         to: secs(to),
         every,
         namespace: a.namespace.clone(),
-        settings: Settings {
-            step: a.step.as_secs_f64(),
-            window: promql_duration(a.window),
-            stale_after: a.stale_after.as_secs_f64(),
-            query_timeout: Duration::from_secs(30),
-            namespaces: vec![],
-        },
+        settings: a.query.settings(Duration::from_secs(30), vec![]),
     };
     let steps = ((opts.to - opts.from) / every).floor() as u64 + 1;
     let bar = indicatif::ProgressBar::new(steps);
@@ -260,9 +259,9 @@ async fn run_diagnose(a: DiagnoseArgs) -> anyhow::Result<()> {
         at: at.as_millisecond() as f64 / 1000.0,
         namespace: a.namespace,
         policies,
-        step: a.step.as_secs_f64(),
-        window: promql_duration(a.window),
-        stale_after: a.stale_after.as_secs_f64(),
+        step: a.query.step.as_secs_f64(),
+        window: promql_duration(a.query.window),
+        stale_after: a.query.stale_after.as_secs_f64(),
     };
     let report = diagnose::run(&prom, &opts)
         .await
@@ -323,13 +322,9 @@ async fn run_operator(a: RunArgs) -> anyhow::Result<()> {
         drop(leading_tx);
         None
     };
-    let settings = Settings {
-        step: a.step.as_secs_f64(),
-        window: promql_duration(a.window),
-        stale_after: a.stale_after.as_secs_f64(),
-        query_timeout: a.query_timeout.get(),
-        namespaces: a.namespaces.clone(),
-    };
+    let settings = a
+        .query
+        .settings(a.query_timeout.get(), a.namespaces.clone());
     info!(
         prometheus = a.prometheus_url.as_deref().unwrap_or("(per policy)"),
         namespaces = ?a.namespaces,

@@ -13,7 +13,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, ResourceExt,
-    api::{EvictParams, ListParams, Patch, PatchParams},
+    api::{ApiResource, DynamicObject, EvictParams, ListParams, Patch, PatchParams},
     core::Selector,
 };
 use serde_json::json;
@@ -248,6 +248,15 @@ pub fn plan(
     Ok(a)
 }
 
+/// The target's API, for calls that are the same for Deployments and StatefulSets.
+fn workload_api(client: &Client, ns: &str, kind: WorkloadKind) -> Api<DynamicObject> {
+    let ar = match kind {
+        WorkloadKind::Deployment => ApiResource::erase::<Deployment>(&()),
+        WorkloadKind::StatefulSet => ApiResource::erase::<StatefulSet>(&()),
+    };
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
 fn api_status(e: &kube::Error) -> Option<(u16, &str)> {
     match e {
         kube::Error::Api(s) => Some((s.code, s.message.as_str())),
@@ -320,18 +329,8 @@ async fn scale(client: &Client, ns: &str, target: &TargetRef, a: &Attempt) -> Ou
     let patch = Patch::Merge(json!({"spec": {"replicas": to}}));
     let pp = PatchParams::default();
     let what = format!("scaling {target} in {ns}");
-    let current = match target.kind {
-        WorkloadKind::Deployment => {
-            Api::<Deployment>::namespaced(client.clone(), ns)
-                .get_scale(&target.name)
-                .await
-        }
-        WorkloadKind::StatefulSet => {
-            Api::<StatefulSet>::namespaced(client.clone(), ns)
-                .get_scale(&target.name)
-                .await
-        }
-    };
+    let api = workload_api(client, ns, target.kind);
+    let current = api.get_scale(&target.name).await;
     let current = match current {
         Ok(s) => s.spec.and_then(|s| s.replicas).unwrap_or(0),
         Err(e) => return classify(&what, &e),
@@ -341,18 +340,9 @@ async fn scale(client: &Client, ns: &str, target: &TargetRef, a: &Attempt) -> Ou
             "{target} already has {current} replicas (wanted {to})"
         ));
     }
-    let r = match target.kind {
-        WorkloadKind::Deployment => Api::<Deployment>::namespaced(client.clone(), ns)
-            .patch_scale(&target.name, &pp, &patch)
-            .await
-            .map(|_| ()),
-        WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(client.clone(), ns)
-            .patch_scale(&target.name, &pp, &patch)
-            .await
-            .map(|_| ()),
-    };
+    let r = api.patch_scale(&target.name, &pp, &patch).await;
     match r {
-        Ok(()) => Outcome::Applied(format!("scaled {target} from {current} to {to} replicas")),
+        Ok(_) => Outcome::Applied(format!("scaled {target} from {current} to {to} replicas")),
         Err(e) => classify(&what, &e),
     }
 }
@@ -374,18 +364,11 @@ async fn restart(client: &Client, ns: &str, target: &TargetRef, a: &Attempt) -> 
         json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}),
     );
     let pp = PatchParams::default();
-    let r = match target.kind {
-        WorkloadKind::Deployment => Api::<Deployment>::namespaced(client.clone(), ns)
-            .patch(&target.name, &pp, &patch)
-            .await
-            .map(|_| ()),
-        WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(client.clone(), ns)
-            .patch(&target.name, &pp, &patch)
-            .await
-            .map(|_| ()),
-    };
+    let r = workload_api(client, ns, target.kind)
+        .patch(&target.name, &pp, &patch)
+        .await;
     match r {
-        Ok(()) => Outcome::Applied(format!("restarted {target} (restartedAt {stamp})")),
+        Ok(_) => Outcome::Applied(format!("restarted {target} (restartedAt {stamp})")),
         Err(e) => classify(&what, &e),
     }
 }

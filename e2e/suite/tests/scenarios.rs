@@ -694,3 +694,60 @@ async fn memory_leak_restarts_the_leaking_pod_before_the_oom_kill() {
     );
     report("leak", detection_to_action(&d, 0.0, &r));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollout_restart_on_a_threshold_that_does_not_clear_escalates() {
+    let env = Env::get().await;
+    let ns = TestNs::new(&env, "rollout").await;
+    // Healthy pods sit at 30 % of 512Mi (≈161 MB): a threshold at 100 MB fires and no restart fixes it.
+    deploy(&env, &ns.name, "web", 2, "healthy", &[]).await;
+    let before = running_pods(&env, &ns.name, "web").await;
+    let _op = Operator::start(&env, &ns.name, "op", &[], &[]).await;
+    let signals = r#"  signals:
+    - name: memory
+      query: 'max by (pod) (container_memory_working_set_bytes{namespace="{{ namespace }}", pod=~"{{ pods }}"})'
+"#;
+    let faults = r#"  - name: fat
+    pattern: Threshold
+    signal: memory
+    condition: {op: ">", value: 100000000}
+    for: 20s
+    action: {type: RolloutRestart}"#;
+    let yaml = policy_yaml("web", "web", faults, &format!("{signals}{FAST_GUARDS}"))
+        .replace("maxAttempts: 2", "maxAttempts: 1")
+        .replace("timeout: 60s", "timeout: 40s");
+    apply_policy(&env, &ns.name, &yaml)
+        .await
+        .expect("policy accepted");
+    let r = wait_phase(&env, &ns.name, Phase::Escalated, 240).await;
+    let s = r.status.unwrap();
+    assert_eq!(s.attempts.len(), 1, "{s:?}");
+    let stamp = s.attempts[0]
+        .restarted_at
+        .clone()
+        .expect("a restartedAt stamp");
+    assert_eq!(s.attempts[0].result, AttemptResult::Applied);
+    assert!(s.message.contains("not recovered"), "{}", s.message);
+    let dep = Api::<Deployment>::namespaced(env.client.clone(), &ns.name)
+        .get("web")
+        .await
+        .unwrap();
+    let ann = dep
+        .spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .annotations
+        .unwrap_or_default();
+    assert_eq!(
+        ann.get("kubectl.kubernetes.io/restartedAt"),
+        Some(&stamp),
+        "the template was stamped"
+    );
+    let after = running_pods(&env, &ns.name, "web").await;
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "every pod was rolled: {before:?} -> {after:?}"
+    );
+}

@@ -230,7 +230,7 @@ async fn healthy_workload_and_short_burst_open_no_incident() {
 async fn dry_run_records_the_decision_and_changes_nothing() {
     let env = Env::get().await;
     let ns = TestNs::new(&env, "dryrun").await;
-    deploy(&env, &ns.name, "web", 3, "runaway", &[("sick-after", "0s")]).await;
+    deploy(&env, &ns.name, "web", 3, "runaway", &[("sick-after", "5s")]).await;
     let before = running_pods(&env, &ns.name, "web").await;
     let _op = Operator::start(&env, &ns.name, "op", &[], &[]).await;
     let guards =
@@ -270,7 +270,7 @@ async fn dry_run_records_the_decision_and_changes_nothing() {
 async fn crash_and_resume(failpoint: &str, prefix: &str) {
     let env = Env::get().await;
     let ns = TestNs::new(&env, prefix).await;
-    deploy(&env, &ns.name, "web", 3, "runaway", &[("sick-after", "0s")]).await;
+    deploy(&env, &ns.name, "web", 3, "runaway", &[("sick-after", "5s")]).await;
     let before = running_pods(&env, &ns.name, "web").await;
     let runaway = before[0].0.clone();
     let mut op = Operator::start(
@@ -349,7 +349,7 @@ async fn killed_after_the_eviction_resumes_without_evicting_again() {
 async fn pod_disruption_budget_refusal_waits_then_retries() {
     let env = Env::get().await;
     let ns = TestNs::new(&env, "pdb").await;
-    deploy(&env, &ns.name, "web", 3, "runaway", &[("sick-after", "0s")]).await;
+    deploy(&env, &ns.name, "web", 3, "runaway", &[("sick-after", "5s")]).await;
     let runaway = running_pods(&env, &ns.name, "web").await[0].0.clone();
     let pdb: PodDisruptionBudget = serde_json::from_value(serde_json::json!({
         "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
@@ -641,7 +641,7 @@ async fn leader_failover_takes_over_within_the_lease_and_acts_once() {
     );
 
     // The new leader acts, once.
-    deploy(&env, &ns.name, "web", 3, "runaway", &[("sick-after", "0s")]).await;
+    deploy(&env, &ns.name, "web", 3, "runaway", &[("sick-after", "5s")]).await;
     apply_policy(
         &env,
         &ns.name,
@@ -667,7 +667,7 @@ async fn memory_leak_restarts_the_leaking_pod_before_the_oom_kill() {
         "cache",
         3,
         "leak",
-        &[("sick-after", "0s"), ("leak-rate", "3400000")],
+        &[("sick-after", "5s"), ("leak-rate", "3400000")],
     )
     .await;
     let leaking = running_pods(&env, &ns.name, "cache").await[0].0.clone();
@@ -692,7 +692,7 @@ async fn memory_leak_restarts_the_leaking_pod_before_the_oom_kill() {
             .iter()
             .any(|(n, _)| *n == leaking)
     );
-    report("leak", detection_to_action(&d, 0.0, &r));
+    report("leak", detection_to_action(&d, 5.0, &r));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,7 +4,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use futures::future::try_join_all;
 
-use super::input::{PodSeries, StdSignal, WorkloadSeries};
+use super::{
+    input::{PodSeries, StdSignal, WorkloadSeries},
+    patterns::BACKOFF_LOOKBACK,
+};
 use crate::{
     prometheus::{
         PromClient, PromError, Series,
@@ -135,11 +138,15 @@ pub struct Range {
 }
 
 impl Range {
-    /// The range covering every fault's window at `now`.
+    /// The range covering every fault's window at `now` (a CrashLoop fault looks back at least
+    /// 10 minutes, for loops at kubelet's capped 5-minute back-off).
     pub fn for_faults(faults: &[FaultSpec], now: f64, step: f64) -> Self {
         let longest = faults
             .iter()
-            .map(|f| f.for_.as_secs_f64())
+            .map(|f| match f.pattern {
+                Pattern::CrashLoop => f.for_.as_secs_f64().max(BACKOFF_LOOKBACK),
+                _ => f.for_.as_secs_f64(),
+            })
             .fold(step, f64::max);
         let steps = (longest / step).ceil() + 1.0;
         Self {

@@ -432,6 +432,24 @@ fn since_last_reset(points: &[(f64, f64)]) -> &[(f64, f64)] {
     &points[start..]
 }
 
+/// The climb rates (Theil–Sen slopes) of the two halves of a window when the climb is steady
+/// across it: each half rises by at least 1 % of the limit and neither rate is more than twice the
+/// other. A climb that began within the window (a flat first half) is not steady yet; a filling
+/// cache slows down towards its size and stops being steady once that shows.
+fn steady_rates(pts: &[(f64, f64)], limit: f64) -> Option<(f64, f64)> {
+    let (first, last) = (pts.first()?, pts.last()?);
+    let mid = (first.0 + last.0) / 2.0;
+    // Points are in time order.
+    let (a, b) = pts.split_at(pts.partition_point(|x| x.0 <= mid));
+    if a.len() < 3 || b.len() < 3 {
+        return None;
+    }
+    let (sa, sb) = (theil_sen(a, 60)?, theil_sen(b, 60)?);
+    let half = (last.0 - first.0) / 2.0;
+    (sa * half >= 0.01 * limit && sb * half >= 0.01 * limit && sb >= 0.5 * sa && sb <= 2.0 * sa)
+        .then_some((sa, sb))
+}
+
 fn leak(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span: f64) -> Verdict {
     let (pods, young) = judged(w, ctx, p, |x| &x.memory);
     let missing = stale(&pods, ctx, |x| &x.memory);
@@ -448,6 +466,7 @@ fn leak(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span: f64) -> Verdict
     let mut leaking: Vec<(String, f64, f64, f64, f64)> = vec![];
     let mut unlimited = 0;
     let mut closest: Option<(String, f64)> = None;
+    let mut unsteady: Vec<&str> = vec![];
     for pod in &pods {
         let Some(limit) = pod.memory_limit.filter(|l| *l > 0.0) else {
             unlimited += 1;
@@ -472,8 +491,11 @@ fn leak(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span: f64) -> Verdict
         };
         let trend = increasing_pair_fraction(pts, 60);
         let rise = slope * (pts[pts.len() - 1].0 - pts[0].0);
-        let tte = if slope > 0.0 {
-            ((limit - current) / slope).max(0.0)
+        // Project at the current rate (the second half's) when the climb is steady.
+        let steady = steady_rates(pts, limit);
+        let rate = steady.map_or(slope, |(_, recent)| recent);
+        let tte = if rate > 0.0 {
+            ((limit - current) / rate).max(0.0)
         } else {
             f64::INFINITY
         };
@@ -481,10 +503,20 @@ fn leak(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span: f64) -> Verdict
             closest = Some((pod.name.clone(), tte));
         }
         if slope > 0.0 && trend >= 0.8 && rise >= 0.02 * limit && tte < p.horizon {
-            leaking.push((pod.name.clone(), slope, tte, current, limit));
+            if steady.is_some() {
+                leaking.push((pod.name.clone(), rate, tte, current, limit));
+            } else {
+                unsteady.push(pod.name.as_str());
+            }
         }
     }
     if leaking.is_empty() {
+        if !unsteady.is_empty() {
+            return Verdict::healthy(format!(
+                "{} climbing towards the limit, but not steadily across {span:.0}s (the climb began within the window or is slowing down, as a filling cache does): not a leak yet",
+                abbreviate(&unsteady)
+            ));
+        }
         let note = match closest {
             Some((n, t)) if t.is_finite() => {
                 format!("closest to its limit: {n}, {t:.0}s away at the current slope")
@@ -503,7 +535,7 @@ fn leak(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span: f64) -> Verdict
     for (name, slope, tte, current, limit) in &leaking {
         evidence.push(Evidence {
             rule: format!(
-                "Theil-Sen slope > 0 over {span:.0}s, projected time to limit < {:.0}s",
+                "steady climb over {span:.0}s (Theil-Sen), projected time to limit at the current rate < {:.0}s",
                 p.horizon
             ),
             signal: "memory".into(),
@@ -512,7 +544,7 @@ fn leak(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span: f64) -> Verdict
             threshold: Some(p.horizon),
         });
         evidence.push(Evidence {
-            rule: "working-set slope (bytes/s)".into(),
+            rule: "working-set climb rate, second half of the window (bytes/s)".into(),
             signal: "memory".into(),
             pod: Some(name.clone()),
             value: *slope,
@@ -543,6 +575,15 @@ fn leak(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span: f64) -> Verdict
     }
 }
 
+/// Kubelet doubles a crashing container's back-off up to 5 minutes and resets it only after the
+/// container has run for 10. A loop past its first few restarts therefore restarts about once per
+/// 5 minutes, too rarely for "`restarts` within `for`": it shows instead as a restart within the
+/// last 10 minutes by a container that has already restarted many times.
+pub(crate) const BACKOFF_LOOKBACK: f64 = 600.0;
+
+/// Restarts after which kubelet's back-off has reached its cap (10 s doubling: 10..160 s, then 300 s).
+pub(crate) const CAPPED_LOOP_RESTARTS: f64 = 5.0;
+
 fn crash_loop(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span: f64) -> Verdict {
     // Crash loops show in young pods too (a replacement crashes at once): no warm-up here.
     let pods: Vec<&PodSeries> = w.pods.iter().collect();
@@ -558,12 +599,21 @@ fn crash_loop(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span: f64) -> V
     if !missing.is_empty() {
         return Verdict::inconclusive(missing_message("restarts", &missing));
     }
+    let lookback = span.max(BACKOFF_LOOKBACK);
+    let capped_total = p.restarts.max(CAPPED_LOOP_RESTARTS);
     let mut looping = vec![];
     let mut evidence = vec![];
     let mut max_inc: f64 = 0.0;
     for pod in &pods {
         let inc = counter_increase(&window(&pod.restarts, ctx.now - span, ctx.now));
         max_inc = max_inc.max(inc);
+        let recent = counter_increase(&window(&pod.restarts, ctx.now - lookback, ctx.now));
+        let total = pod
+            .restarts
+            .last()
+            .map(|x| x.1)
+            .filter(|v| v.is_finite())
+            .unwrap_or(0.0);
         if inc >= p.restarts {
             looping.push(pod.name.clone());
             evidence.push(Evidence {
@@ -573,11 +623,22 @@ fn crash_loop(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span: f64) -> V
                 value: inc,
                 threshold: Some(p.restarts),
             });
+        } else if recent >= 1.0 && total >= capped_total {
+            looping.push(pod.name.clone());
+            evidence.push(Evidence {
+                rule: format!(
+                    "restarted within {lookback:.0}s with {total:.0} restarts in all (>= {capped_total}): a crash loop at kubelet's 5-minute back-off"
+                ),
+                signal: "restarts".into(),
+                pod: Some(pod.name.clone()),
+                value: total,
+                threshold: Some(capped_total),
+            });
         }
     }
     if looping.is_empty() {
         return Verdict::healthy(format!(
-            "at most {max_inc:.0} restart(s) per pod in {span:.0}s (threshold {})",
+            "at most {max_inc:.0} restart(s) per pod in {span:.0}s (threshold {}), no pod both restarted within {lookback:.0}s and at {capped_total}+ restarts in all",
             p.restarts
         ));
     }

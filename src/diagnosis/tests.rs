@@ -285,6 +285,43 @@ fn table() -> Vec<Case> {
             pods: &[],
         },
         Case {
+            // A cache filling up after a deploy: steep at first, slowing towards its size.
+            // Found by the benchmark (docs/quality.md).
+            name: "leak: a cache filling up towards a plateau is not a leak",
+            pattern: Pattern::MemoryLeak,
+            for_secs: 600,
+            input: three_with(PodSeries {
+                memory: series(600.0, |t| {
+                    150e6 + 200e6 * (1.0 - (-(t + 60.0) / 180.0).exp())
+                }),
+                ..pod("web-b")
+            }),
+            expect: FaultKind::Healthy,
+            pods: &[],
+        },
+        Case {
+            name: "leak: a climb that began within the window is not a leak yet",
+            pattern: Pattern::MemoryLeak,
+            for_secs: 600,
+            input: three_with(PodSeries {
+                memory: series(600.0, |t| 150e6 + (t - 400.0).max(0.0) * 1e6),
+                ..pod("web-b")
+            }),
+            expect: FaultKind::Healthy,
+            pods: &[],
+        },
+        Case {
+            name: "leak: a steady climb over the whole window, faster at the end",
+            pattern: Pattern::MemoryLeak,
+            for_secs: 600,
+            input: three_with(PodSeries {
+                memory: series(600.0, |t| 150e6 + t * 200e3 + t * t * 200.0),
+                ..pod("web-b")
+            }),
+            expect: FaultKind::MemoryLeak,
+            pods: &["web-b"],
+        },
+        Case {
             name: "leak: a sawtooth (GC) is not a leak",
             pattern: Pattern::MemoryLeak,
             for_secs: 300,
@@ -312,6 +349,41 @@ fn table() -> Vec<Case> {
             for_secs: 300,
             input: three_with(PodSeries {
                 restarts: series(600.0, |t| if t < 500.0 { 40.0 } else { 1.0 }),
+                ..pod("web-b")
+            }),
+            expect: FaultKind::Healthy,
+            pods: &[],
+        },
+        Case {
+            // Kubelet's back-off is capped at 5 minutes: one restart in the last 10, none in the
+            // last 5, but 7 in all. Found by the benchmark (docs/quality.md).
+            name: "crash loop: at the capped back-off, restarting about every 5 minutes",
+            pattern: Pattern::CrashLoop,
+            for_secs: 300,
+            input: three_with(PodSeries {
+                restarts: series(600.0, |t| if t < 250.0 { 6.0 } else { 7.0 }),
+                ..pod("web-b")
+            }),
+            expect: FaultKind::CrashLoop,
+            pods: &["web-b"],
+        },
+        Case {
+            name: "crash loop: a second restart in a pod's life is not a loop",
+            pattern: Pattern::CrashLoop,
+            for_secs: 300,
+            input: three_with(PodSeries {
+                restarts: series(600.0, |t| if t < 250.0 { 1.0 } else { 2.0 }),
+                ..pod("web-b")
+            }),
+            expect: FaultKind::Healthy,
+            pods: &[],
+        },
+        Case {
+            name: "crash loop: many restarts long ago, none in the last 10 minutes",
+            pattern: Pattern::CrashLoop,
+            for_secs: 300,
+            input: three_with(PodSeries {
+                restarts: series(600.0, |_| 40.0),
                 ..pod("web-b")
             }),
             expect: FaultKind::Healthy,
@@ -438,4 +510,15 @@ fn default_actions_follow_the_pattern() {
         action_for(&fault(Pattern::CrashLoop, 60)).type_,
         ActionType::Escalate
     );
+}
+
+#[test]
+fn a_crash_loop_fault_reads_ten_minutes_of_restarts() {
+    use super::fetch::Range;
+    let r = Range::for_faults(&[fault(Pattern::CrashLoop, 300)], NOW, STEP);
+    assert_eq!(r.end, NOW);
+    assert_eq!(r.start, NOW - 41.0 * STEP, "{r:?}");
+    // Other patterns read their own window only.
+    let r = Range::for_faults(&[fault(Pattern::RunawayProcess, 120)], NOW, STEP);
+    assert_eq!(r.start, NOW - 9.0 * STEP, "{r:?}");
 }

@@ -451,6 +451,7 @@ async fn notify_all(
     }
 }
 
+/// Records an Event on the policy, naming the incident as the related object.
 async fn publish(
     ctx: &Context,
     policy: &RemediationPolicy,
@@ -460,18 +461,20 @@ async fn publish(
     action: &str,
     note: String,
 ) {
-    let ev = Event {
+    publish_on(
+        ctx,
+        &policy.object_ref(&()),
+        "policy",
+        rem,
         type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: action.into(),
-        secondary: Some(rem.object_ref(&())),
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &policy.object_ref(&())).await {
-        warn!(error = %e, "could not record an Event on the policy");
-    }
+        reason,
+        action,
+        note,
+    )
+    .await;
 }
 
+/// Records an Event on the target workload, naming the incident as the related object.
 async fn publish_on_target(
     ctx: &Context,
     policy: &RemediationPolicy,
@@ -488,6 +491,20 @@ async fn publish_on_target(
         namespace: policy.namespace(),
         ..ObjectReference::default()
     };
+    publish_on(ctx, &target, "target", rem, type_, reason, action, note).await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn publish_on(
+    ctx: &Context,
+    regarding: &ObjectReference,
+    what: &str,
+    rem: &Remediation,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
     let ev = Event {
         type_,
         reason: reason.into(),
@@ -495,7 +512,7 @@ async fn publish_on_target(
         action: action.into(),
         secondary: Some(rem.object_ref(&())),
     };
-    if let Err(e) = ctx.recorder.publish(&ev, &target).await {
-        warn!(error = %e, "could not record an Event on the target");
+    if let Err(e) = ctx.recorder.publish(&ev, regarding).await {
+        warn!(error = %crate::kube_message(&e), "could not record an Event on the {what}; continuing");
     }
 }

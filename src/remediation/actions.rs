@@ -54,47 +54,58 @@ pub struct LivePod {
     pub started_at: Option<f64>,
 }
 
+/// The fields homeostat reads, common to Deployments and StatefulSets.
+#[derive(serde::Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct WorkloadView {
+    spec: WorkloadSpecView,
+    status: WorkloadStatusView,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct WorkloadSpecView {
+    replicas: Option<i32>,
+    selector: Option<LabelSelector>,
+    template: TemplateView,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct TemplateView {
+    metadata: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct WorkloadStatusView {
+    available_replicas: Option<i32>,
+}
+
 /// Reads the target; `Ok(None)` when it does not exist.
 pub async fn get_workload(
     client: &Client,
     ns: &str,
     target: &TargetRef,
 ) -> Result<Option<Workload>, kube::Error> {
-    let w = match target.kind {
-        WorkloadKind::Deployment => Api::<Deployment>::namespaced(client.clone(), ns)
-            .get_opt(&target.name)
-            .await?
-            .map(|d| {
-                let spec = d.spec.unwrap_or_default();
-                Workload {
-                    target: target.clone(),
-                    replicas: spec.replicas.unwrap_or(1),
-                    available: d.status.and_then(|s| s.available_replicas).unwrap_or(0),
-                    restarted_at: annotation(spec.template.metadata.as_ref()),
-                    selector: Some(spec.selector),
-                }
-            }),
-        WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(client.clone(), ns)
-            .get_opt(&target.name)
-            .await?
-            .map(|d| {
-                let spec = d.spec.unwrap_or_default();
-                Workload {
-                    target: target.clone(),
-                    replicas: spec.replicas.unwrap_or(1),
-                    available: d.status.and_then(|s| s.available_replicas).unwrap_or(0),
-                    restarted_at: annotation(spec.template.metadata.as_ref()),
-                    selector: Some(spec.selector),
-                }
-            }),
+    let Some(obj) = workload_api(client, ns, target.kind)
+        .get_opt(&target.name)
+        .await?
+    else {
+        return Ok(None);
     };
-    Ok(w)
-}
-
-fn annotation(
-    meta: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
-) -> Option<String> {
-    meta?.annotations.as_ref()?.get(RESTARTED_AT).cloned()
+    let view: WorkloadView = serde_json::from_value(obj.data).map_err(kube::Error::SerdeError)?;
+    Ok(Some(Workload {
+        target: target.clone(),
+        replicas: view.spec.replicas.unwrap_or(1),
+        available: view.status.available_replicas.unwrap_or(0),
+        restarted_at: view
+            .spec
+            .template
+            .metadata
+            .and_then(|m| m.annotations?.get(RESTARTED_AT).cloned()),
+        selector: view.spec.selector,
+    }))
 }
 
 /// Lists the workload's pods that are not terminating, oldest first.

@@ -148,17 +148,14 @@ pub async fn run(
             None if ev.fetch_error.is_none() => match choose(&spec.faults, &ev.verdicts) {
                 Some((fault, verdict)) => {
                     let action = action_for(fault);
-                    let allowed = !action.type_.mutates()
-                        || guards::may_act(&spec.guards, &history, now).is_ok();
-                    let repeat_escalation = !action.type_.mutates()
-                        && history.last().is_some_and(|r| {
-                            r.spec.fault == fault.name
-                                && r.metadata.creation_timestamp.as_ref().is_some_and(|c| {
-                                    now.duration_since(c.0).as_secs_f64()
-                                        < spec.guards.cooldown.as_secs_f64()
-                                })
-                        });
-                    if allowed && !repeat_escalation {
+                    let allowed = guards::may_open(
+                        &spec.guards,
+                        &history,
+                        &fault.name,
+                        action.type_.mutates(),
+                        now,
+                    );
+                    if allowed.is_ok() {
                         let mut r = Remediation::new(
                             &format!("backtest-{}", history.len() + 1),
                             RemediationSpec {

@@ -57,33 +57,15 @@ pub async fn open(
     let now = Timestamp::now();
     let action = action_for(fault);
     let spec = &policy.spec;
-    if action.type_.mutates()
-        && let Err(refusal) = guards::may_act(&spec.guards, history, now)
-    {
-        info!(fault = %fault.name, reason = refusal.reason, message = %refusal.message, "fault firing but a guard holds the action");
+    if let Err(refusal) = guards::may_open(
+        &spec.guards,
+        history,
+        &fault.name,
+        action.type_.mutates(),
+        now,
+    ) {
+        info!(fault = %fault.name, reason = refusal.reason, message = %refusal.message, "fault firing but a guard holds the incident");
         return Ok(Err(refusal));
-    }
-    if !action.type_.mutates() && spec.guards.suspend {
-        return Ok(Err(Refusal {
-            reason: "Suspended",
-            message: "spec.guards.suspend is true: evaluating only".into(),
-        }));
-    }
-    // An Escalate-only fault (CrashLoop) opens one incident, not one per evaluation.
-    if !action.type_.mutates()
-        && history.last().is_some_and(|r| {
-            r.spec.fault == fault.name
-                && r.metadata.creation_timestamp.as_ref().is_some_and(|t| {
-                    now.duration_since(t.0)
-                        < jiff::SignedDuration::try_from(spec.guards.cooldown.get())
-                            .unwrap_or_default()
-                })
-        })
-    {
-        return Ok(Err(Refusal {
-            reason: "AlreadyEscalated",
-            message: format!("{} already escalated within the cooldown", fault.name),
-        }));
     }
     let ns = policy.namespace().unwrap_or_default();
     let name = policy.name_any();

@@ -29,13 +29,50 @@ pub fn action_times(history: &[Remediation]) -> Vec<Timestamp> {
     t
 }
 
+/// Whether a new incident may open for `fault` now. Suspend holds every incident; an action that
+/// changes the cluster also needs the cooldown and the hourly budget; one that does not (Escalate,
+/// None) opens once per cooldown, not once per evaluation.
+pub fn may_open(
+    guards: &GuardSpec,
+    history: &[Remediation],
+    fault: &str,
+    mutates: bool,
+    now: Timestamp,
+) -> Result<(), Refusal> {
+    if mutates {
+        return may_act(guards, history, now);
+    }
+    if guards.suspend {
+        return Err(suspended());
+    }
+    let cooldown = SignedDuration::try_from(guards.cooldown.get()).unwrap_or(SignedDuration::MAX);
+    let recent = history.last().is_some_and(|r| {
+        r.spec.fault == fault
+            && r.metadata
+                .creation_timestamp
+                .as_ref()
+                .is_some_and(|t| now.duration_since(t.0) < cooldown)
+    });
+    if recent {
+        return Err(Refusal {
+            reason: "AlreadyEscalated",
+            message: format!("{fault} already escalated within the cooldown"),
+        });
+    }
+    Ok(())
+}
+
+fn suspended() -> Refusal {
+    Refusal {
+        reason: "Suspended",
+        message: "spec.guards.suspend is true: evaluating only".into(),
+    }
+}
+
 /// Whether a new incident may act now: suspend, cooldown and the hourly budget.
 pub fn may_act(guards: &GuardSpec, history: &[Remediation], now: Timestamp) -> Result<(), Refusal> {
     if guards.suspend {
-        return Err(Refusal {
-            reason: "Suspended",
-            message: "spec.guards.suspend is true: evaluating only".into(),
-        });
+        return Err(suspended());
     }
     budget(guards, history, now)?;
     let times = action_times(history);
@@ -168,6 +205,24 @@ mod tests {
             may_act(&guards(), &h, at(30)).map_err(|r| r.reason),
             Err("Cooldown")
         );
+    }
+
+    #[test]
+    fn an_escalation_opens_once_per_cooldown_and_not_while_suspended() {
+        let mut h = vec![incident(&[], AttemptResult::Applied)];
+        h[0].spec.fault = "crashloop".into();
+        h[0].metadata.creation_timestamp = Some(Time(at(0)));
+        let open =
+            |g: &GuardSpec, t| may_open(g, &h, "crashloop", false, at(t)).map_err(|r| r.reason);
+        assert_eq!(open(&guards(), 300), Err("AlreadyEscalated"));
+        assert_eq!(open(&guards(), 601), Ok(()));
+        let g = GuardSpec {
+            suspend: true,
+            ..guards()
+        };
+        assert_eq!(open(&g, 601), Err("Suspended"));
+        // Another fault is not held by this one's escalation.
+        assert!(may_open(&guards(), &h, "other", false, at(300)).is_ok());
     }
 
     #[test]

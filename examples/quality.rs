@@ -128,9 +128,12 @@ async fn homeostat_at(
             at,
             namespace: None,
             policies: vec![],
-            step: args.step,
-            window: args.window.clone(),
-            stale_after: args.stale_after,
+            settings: homeostat::controller::Settings {
+                step: args.step,
+                window: args.window.clone(),
+                stale_after: args.stale_after,
+                ..homeostat::controller::Settings::default()
+            },
         },
     )
     .await?;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::{
+    controller::{Settings, evaluate_policy},
     diagnosis::{
         self, EvalContext, FaultVerdict, action_for, choose, default_faults, evaluate_all,
         fetch::{self, DiscoveredWorkload, FetchError, PodRef, QuerySet, Range, needed},
@@ -24,12 +25,8 @@ pub struct Options {
     pub namespace: Option<String>,
     /// Policies to apply; empty means the default patterns on every workload.
     pub policies: Vec<RemediationPolicy>,
-    /// Resolution (seconds).
-    pub step: f64,
-    /// rate() window.
-    pub window: String,
-    /// Staleness bound (seconds).
-    pub stale_after: f64,
+    /// Resolution, window, staleness and timeout of the queries.
+    pub settings: Settings,
 }
 
 /// A workload in the report.
@@ -156,21 +153,21 @@ pub async fn run(prom: &PromClient, opts: &Options) -> Result<Report, DiagnoseEr
         .namespace
         .as_deref()
         .map_or_else(|| ".+".to_string(), escape_regex);
-    let workloads = fetch::discover(prom, &ns_regex, opts.at, &opts.window).await?;
+    let workloads = fetch::discover(prom, &ns_regex, opts.at, &opts.settings.window).await?;
     let mut queries = 3;
     let ctx = EvalContext {
         now: opts.at,
-        step: opts.step,
-        stale_after: opts.stale_after,
+        step: opts.settings.step,
+        stale_after: opts.settings.stale_after,
     };
     let mut findings = vec![];
     if opts.policies.is_empty() {
         // Default patterns on every workload: one batch of queries for all of them.
         let faults = default_faults();
-        let vars = fetch::workload_vars("", "", &[], &opts.window)
+        let vars = fetch::workload_vars("", "", &[], &opts.settings.window)
             .set("namespace", ns_regex.clone())
             .set("pods", ".+");
-        let range = Range::for_faults(&faults, opts.at, opts.step);
+        let range = Range::for_faults(&faults, opts.at, opts.settings.step);
         let fetched = fetch::fetch(
             prom,
             &QuerySet::standard(),
@@ -200,16 +197,7 @@ pub async fn run(prom: &PromClient, opts: &Options) -> Result<Report, DiagnoseEr
                 name: p.spec.target_ref.name.clone(),
             };
             let pods: Vec<PodRef> = workloads.get(&key).cloned().unwrap_or_default();
-            let settings = crate::controller::Settings {
-                step: opts.step,
-                window: opts.window.clone(),
-                stale_after: opts.stale_after,
-                query_timeout: std::time::Duration::from_secs(30),
-                namespaces: vec![],
-            };
-            let ev =
-                crate::controller::evaluate_policy(prom, &p.spec, &ns, &pods, opts.at, &settings)
-                    .await;
+            let ev = evaluate_policy(prom, &p.spec, &ns, &pods, opts.at, &opts.settings).await;
             queries += ev.queries;
             if let Some(e) = ev.fetch_error {
                 return Err(e.into());

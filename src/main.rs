@@ -259,9 +259,7 @@ async fn run_diagnose(a: DiagnoseArgs) -> anyhow::Result<()> {
         at: at.as_millisecond() as f64 / 1000.0,
         namespace: a.namespace,
         policies,
-        step: a.query.step.as_secs_f64(),
-        window: promql_duration(a.query.window),
-        stale_after: a.query.stale_after.as_secs_f64(),
+        settings: a.query.settings(Duration::from_secs(30), vec![]),
     };
     let report = diagnose::run(&prom, &opts)
         .await

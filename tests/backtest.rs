@@ -91,13 +91,7 @@ async fn replays_detection_retry_and_escalation_and_plots_them() {
         to: at,
         every: 30.0,
         namespace: "shop".into(),
-        settings: Settings {
-            step: 15.0,
-            window: "60s".into(),
-            stale_after: 45.0,
-            query_timeout: Duration::from_secs(10),
-            namespaces: vec![],
-        },
+        settings: Settings::default(),
     };
     let mut ticks = 0;
     let report = backtest::run(&client, &policy, &opts, || ticks += 1)

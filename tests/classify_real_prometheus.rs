@@ -187,9 +187,7 @@ fn options(at: f64, namespace: &str) -> Options {
         at,
         namespace: Some(namespace.into()),
         policies: vec![],
-        step: 15.0,
-        window: "1m".into(),
-        stale_after: 45.0,
+        settings: Settings::default(),
     }
 }
 
@@ -355,13 +353,7 @@ async fn cost_of_one_evaluation_of_a_twenty_pod_deployment() {
             started_at: Some(at - 2.0 * HISTORY),
         })
         .collect();
-    let settings = Settings {
-        step: 15.0,
-        window: "1m".into(),
-        stale_after: 45.0,
-        query_timeout: Duration::from_secs(10),
-        namespaces: vec![],
-    };
+    let settings = Settings::default();
     let mut op_times = vec![];
     for _ in 0..runs {
         let t = Instant::now();

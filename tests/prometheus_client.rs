@@ -408,9 +408,7 @@ async fn a_stale_series_is_inconclusive_never_healthy_by_zero() {
                     at,
                     namespace: Some(ns.into()),
                     policies: vec![],
-                    step: 15.0,
-                    window: "1m".into(),
-                    stale_after: 45.0,
+                    settings: homeostat::controller::Settings::default(),
                 },
             )
             .await

@@ -51,6 +51,19 @@ pub struct Settings {
     pub namespaces: Vec<String>,
 }
 
+impl Default for Settings {
+    /// The command-line defaults: 15 s step, 1 m window, stale after 45 s, 10 s timeout, all namespaces.
+    fn default() -> Self {
+        Self {
+            step: 15.0,
+            window: "60s".into(),
+            stale_after: 45.0,
+            query_timeout: Duration::from_secs(10),
+            namespaces: vec![],
+        }
+    }
+}
+
 /// Shared state of all reconciles.
 pub struct Context {
     /// Kubernetes client.

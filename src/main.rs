@@ -5,8 +5,9 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use homeostat::{
-    controller::{self, Context, Settings},
+    controller::{self, Context, SweepSettings},
     crd, diagnose,
+    diagnosis::Settings,
     metrics::Metrics,
     prometheus::{ClientConfig, PromClient},
     telemetry,
@@ -107,6 +108,18 @@ struct RunArgs {
     /// Name of the leader Lease.
     #[arg(long, env = "HOMEOSTAT_LEASE_NAME", default_value = homeostat::leader::LEASE_NAME)]
     lease_name: String,
+    /// Time between sweeps; a policy is evaluated on the first sweep after its interval.
+    #[arg(long, default_value = "5s")]
+    sweep_tick: SpecDuration,
+    /// Rewrite a policy's status at least this often even when nothing changed.
+    #[arg(long, default_value = "5m")]
+    status_heartbeat: SpecDuration,
+    /// Prometheus queries in flight at once, per Prometheus.
+    #[arg(long, default_value_t = 4)]
+    query_concurrency: usize,
+    /// Apiserver writes in flight at once.
+    #[arg(long, default_value_t = 16)]
+    write_concurrency: usize,
 }
 
 /// How series are read: shared by `run`, `diagnose` and `backtest`.
@@ -131,6 +144,7 @@ impl QueryArgs {
             stale_after: self.stale_after.as_secs_f64(),
             query_timeout,
             namespaces,
+            ..Settings::default()
         }
     }
 }
@@ -320,9 +334,16 @@ async fn run_operator(a: RunArgs) -> anyhow::Result<()> {
         drop(leading_tx);
         None
     };
-    let settings = a
+    let mut query = a
         .query
         .settings(a.query_timeout.get(), a.namespaces.clone());
+    query.query_concurrency = a.query_concurrency.max(1);
+    let settings = SweepSettings {
+        query,
+        tick: a.sweep_tick.get(),
+        heartbeat: a.status_heartbeat.get(),
+        write_concurrency: a.write_concurrency.max(1),
+    };
     info!(
         prometheus = a.prometheus_url.as_deref().unwrap_or("(per policy)"),
         namespaces = ?a.namespaces,
@@ -337,7 +358,6 @@ async fn run_operator(a: RunArgs) -> anyhow::Result<()> {
         settings,
         leading_rx,
     ));
-    let _ = ready_tx.send(true);
     let mut stop = shutdown_rx.clone();
     let signal = async move {
         shutdown_signal().await;
@@ -345,7 +365,7 @@ async fn run_operator(a: RunArgs) -> anyhow::Result<()> {
         let _ = shutdown_tx.send(true);
     };
     tokio::spawn(signal);
-    controller::run(ctx, async move {
+    controller::run(ctx, ready_tx, async move {
         let _ = stop.wait_for(|s| *s).await;
     })
     .await;

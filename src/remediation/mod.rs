@@ -1,5 +1,7 @@
-//! Incidents: the lifecycle state machine (pure), the guards (pure) and the actions (apiserver edge).
+//! Incidents: the engine that decides (pure), the lifecycle state machine (pure), the guards (pure)
+//! and the actions (apiserver edge).
 
 pub mod actions;
+pub mod engine;
 pub mod guards;
 pub mod lifecycle;

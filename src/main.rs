@@ -120,6 +120,19 @@ struct RunArgs {
     /// Apiserver writes in flight at once.
     #[arg(long, default_value_t = 16)]
     write_concurrency: usize,
+    /// Disruptive actions (evict, scale, roll) allowed to start per minute across all policies.
+    #[arg(
+        long,
+        env = "HOMEOSTAT_MAX_DISRUPTIONS_PER_MINUTE",
+        default_value_t = 10
+    )]
+    max_disruptions_per_minute: u32,
+    /// Hold every disruptive action while more than this share of watched workloads is faulty.
+    #[arg(long, env = "HOMEOSTAT_STORM_FRACTION", default_value_t = 0.3)]
+    storm_fraction: f64,
+    /// ... and at least this many of them.
+    #[arg(long, env = "HOMEOSTAT_STORM_MIN_FAULTY", default_value_t = 5)]
+    storm_min_faulty: usize,
 }
 
 /// How series are read: shared by `run`, `diagnose` and `backtest`.
@@ -343,6 +356,11 @@ async fn run_operator(a: RunArgs) -> anyhow::Result<()> {
         tick: a.sweep_tick.get(),
         heartbeat: a.status_heartbeat.get(),
         write_concurrency: a.write_concurrency.max(1),
+        fleet: homeostat::remediation::fleet::FleetLimits {
+            max_per_minute: a.max_disruptions_per_minute,
+            storm_fraction: a.storm_fraction.clamp(0.0, 1.0),
+            storm_min_faulty: a.storm_min_faulty,
+        },
     };
     info!(
         prometheus = a.prometheus_url.as_deref().unwrap_or("(per policy)"),

@@ -70,6 +70,10 @@ pub struct Metrics {
     pub sweep_policies: Gauge,
     /// Policy status writes skipped because nothing changed.
     pub status_unchanged: Counter,
+    /// Firing faults held by a guard, by reason (Cooldown, ClusterBudget, StormBrake, ...).
+    pub holds: Family<ResultLabel, Counter>,
+    /// 1 while the storm brake holds every disruptive action.
+    pub storm_brake: Gauge,
 }
 
 impl Metrics {
@@ -100,6 +104,8 @@ impl Metrics {
             sweep_queries: Gauge::default(),
             sweep_policies: Gauge::default(),
             status_unchanged: Counter::default(),
+            holds: Family::default(),
+            storm_brake: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("homeostat");
         r.register(
@@ -164,6 +170,16 @@ impl Metrics {
             "sweep_policies",
             "Policies evaluated by the last sweep",
             m.sweep_policies.clone(),
+        );
+        r.register(
+            "holds",
+            "Firing faults held by a guard, by reason",
+            m.holds.clone(),
+        );
+        r.register(
+            "storm_brake",
+            "1 while the storm brake holds every disruptive action",
+            m.storm_brake.clone(),
         );
         r.register(
             "status_unchanged",

@@ -59,6 +59,28 @@ pub enum On {
     PolicyAndTarget,
 }
 
+/// Records a Warning Event on a policy that a guard holds its firing fault.
+pub async fn publish_policy(recorder: &Recorder, ns: &str, name: &str, uid: &str, note: &str) {
+    let policy = ObjectReference {
+        api_version: Some("homeostat.dev/v1alpha1".into()),
+        kind: Some("RemediationPolicy".into()),
+        name: Some(name.to_string()),
+        namespace: Some(ns.to_string()),
+        uid: Some(uid.to_string()),
+        ..ObjectReference::default()
+    };
+    let ev = Event {
+        type_: EventType::Warning,
+        reason: "ActionHeld".into(),
+        note: Some(crate::conditions::bounded(note)),
+        action: "Guard".into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, &policy).await {
+        warn!(error = %crate::kube_message(&e), policy = %format!("{ns}/{name}"), "could not record an Event on the policy; continuing");
+    }
+}
+
 /// Records an Event about `rem` on its policy (and its target), logging a failure and going on.
 pub async fn publish(
     recorder: &Recorder,

@@ -49,6 +49,8 @@ pub struct SweepSettings {
     pub heartbeat: Duration,
     /// Apiserver writes in flight at once.
     pub write_concurrency: usize,
+    /// Limits across every policy.
+    pub fleet: crate::remediation::fleet::FleetLimits,
 }
 
 impl Default for SweepSettings {
@@ -59,6 +61,7 @@ impl Default for SweepSettings {
             tick: Duration::from_secs(5),
             heartbeat: Duration::from_secs(300),
             write_concurrency: 16,
+            fleet: Default::default(),
         }
     }
 }

@@ -25,16 +25,18 @@ use super::{
     Context,
     apply::{self, PolicyCtx},
     cache::{PolicyEntry, Snapshot, WorkloadEntry},
+    events,
     status::{self, PolicyOutcome, TargetOutcome},
     validate,
 };
 use crate::{
-    diagnosis::{EvalContext, Evaluated, Subject, fetch::PodRef, sweep as batch},
+    diagnosis::{EvalContext, Evaluated, Subject, choose, fetch::PodRef, sweep as batch},
     metrics::{FaultLabel, ResultLabel},
     prometheus::PromClient,
     remediation::{
         actions::{LivePod, MANAGER},
         engine::{self, Intent},
+        fleet::{self, FleetState},
         guards::Refusal,
     },
     v1alpha1::{Remediation, RemediationPolicy, RemediationPolicyStatus, TargetRef, WorkloadKind},
@@ -49,6 +51,12 @@ pub struct SweepState {
     written: HashMap<String, (String, Instant)>,
     /// Per policy UID: the validation result of a generation.
     validity: HashMap<String, (Option<i64>, Result<(), String>)>,
+    /// Per policy UID and target: whether its last evaluation found a fault (for the storm brake).
+    faulty: HashMap<(String, TargetRef), bool>,
+    /// Disruptive actions granted in the last minute.
+    fleet: FleetState,
+    /// Per policy UID and target: the guard that held it on the last sweep (Events on change).
+    held: HashMap<(String, TargetRef), &'static str>,
 }
 
 impl SweepState {
@@ -94,8 +102,10 @@ pub async fn run_once(ctx: &Context, state: &mut SweepState) {
         return;
     }
     let (evaluated, queries) = evaluate(ctx, &due, now).await;
-    let intents = decide(&due, &evaluated, now_ts);
-    let applied = apply_all(ctx, &due, intents).await;
+    let mut intents = decide(&due, &evaluated, now_ts);
+    let fleet_held = fleet_gate(ctx, state, &due, &evaluated, &mut intents, now_ts);
+    let applied = apply_all(ctx, &due, intents, fleet_held).await;
+    refusal_events(ctx, state, &due, &applied).await;
     let decided_ms = started.elapsed().as_millis() as u64;
     let writes = write_statuses(ctx, state, &due, evaluated, applied, now_ts).await;
     ctx.metrics
@@ -155,6 +165,8 @@ async fn observe(
     state.slots.retain(|k, _| live.contains(k.as_str()));
     state.written.retain(|k, _| live.contains(k.as_str()));
     state.validity.retain(|k, _| live.contains(k.as_str()));
+    state.faulty.retain(|(k, _), _| live.contains(k.as_str()));
+    state.held.retain(|(k, _), _| live.contains(k.as_str()));
     due
 }
 
@@ -392,6 +404,88 @@ fn decide(due: &[Due], evaluated: &[Vec<Evaluated>], now: Timestamp) -> Vec<Vec<
         .collect()
 }
 
+/// The fleet-wide limits: the storm brake over every watched target's latest finding, then the
+/// cluster-wide disruption budget. Returns the refusals, per policy and target.
+fn fleet_gate(
+    ctx: &Context,
+    state: &mut SweepState,
+    due: &[Due],
+    evaluated: &[Vec<Evaluated>],
+    intents: &mut [Vec<Intent>],
+    now: Timestamp,
+) -> Vec<Vec<Option<Refusal>>> {
+    for (d, evs) in due.iter().zip(evaluated) {
+        let Some(policy) = d.policy() else { continue };
+        for (t, ev) in d.targets.iter().zip(evs) {
+            let firing =
+                ev.fetch_error.is_none() && choose(&policy.spec.faults, &ev.verdicts).is_some();
+            state
+                .faulty
+                .insert((d.entry.uid.clone(), t.target.clone()), firing);
+        }
+    }
+    let faulty = state.faulty.values().filter(|f| **f).count();
+    let storm = fleet::storm(&ctx.settings.fleet, faulty, state.faulty.len());
+    ctx.metrics.storm_brake.set(i64::from(storm.is_some()));
+    if let Some(r) = &storm {
+        warn!(
+            faulty,
+            watched = state.faulty.len(),
+            "storm brake on: {}",
+            r.message
+        );
+    }
+    intents
+        .iter_mut()
+        .map(|list| {
+            fleet::gate(
+                list,
+                &ctx.settings.fleet,
+                &mut state.fleet,
+                storm.as_ref(),
+                now,
+            )
+        })
+        .collect()
+}
+
+/// An Event and a metric when a target's firing fault becomes held by a guard (not on every
+/// sweep while it stays held).
+async fn refusal_events(
+    ctx: &Context,
+    state: &mut SweepState,
+    due: &[Due],
+    applied: &[Vec<Applied>],
+) {
+    for (d, apps) in due.iter().zip(applied) {
+        for (t, a) in d.targets.iter().zip(apps) {
+            let key = (d.entry.uid.clone(), t.target.clone());
+            let Some(r) = &a.held else {
+                state.held.remove(&key);
+                continue;
+            };
+            ctx.metrics
+                .holds
+                .get_or_create(&ResultLabel {
+                    result: r.reason.into(),
+                })
+                .inc();
+            if state.held.insert(key, r.reason) == Some(r.reason) {
+                continue;
+            }
+            events::publish_policy(
+                &ctx.recorder,
+                &d.entry.namespace,
+                &d.entry.name,
+                &d.entry.uid,
+                &format!("{}: {}", t.target, r.message),
+            )
+            .await;
+            ctx.count_write("event");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // apply
 
@@ -401,11 +495,16 @@ struct Applied {
     held: Option<Refusal>,
 }
 
-async fn apply_all(ctx: &Context, due: &[Due], intents: Vec<Vec<Intent>>) -> Vec<Vec<Applied>> {
+async fn apply_all(
+    ctx: &Context,
+    due: &[Due],
+    intents: Vec<Vec<Intent>>,
+    fleet_held: Vec<Vec<Option<Refusal>>>,
+) -> Vec<Vec<Applied>> {
     let mut jobs = vec![];
-    for (di, (d, list)) in due.iter().zip(intents).enumerate() {
+    for (di, ((d, list), fheld)) in due.iter().zip(intents).zip(fleet_held).enumerate() {
         let Some(policy) = d.policy() else { continue };
-        for (ti, intent) in list.into_iter().enumerate() {
+        for (ti, (intent, fh)) in list.into_iter().zip(fheld).enumerate() {
             let t = &d.targets[ti];
             let open = t
                 .history
@@ -414,7 +513,7 @@ async fn apply_all(ctx: &Context, due: &[Due], intents: Vec<Vec<Intent>>) -> Vec
                 .find(|r| !r.status.as_ref().is_some_and(|s| s.phase.is_terminal()));
             let held = match &intent {
                 Intent::Hold { refusal, .. } => Some(refusal.clone()),
-                _ => None,
+                _ => fh,
             };
             let p = PolicyCtx {
                 namespace: &d.entry.namespace,

@@ -164,9 +164,29 @@ fn open_incident(o: &Observed<'_>, fault: &FaultSpec, verdict: &FaultVerdict) ->
         ..RemediationStatus::default()
     };
     let (s, next) = lifecycle::step(&spec, &detected, &o.spec.verify, Check::Firing, o.now);
-    let (status, act) = match next {
-        Next::Plan(n) => plan_attempt(o, &spec, s, n, verdict.verdict.pods.clone()),
-        Next::Idle | Next::Execute => (s, false),
+    let relapse = spec
+        .action
+        .type_
+        .mutates()
+        .then(|| relapse_of(o, &fault.name))
+        .flatten();
+    let (status, act) = match (next, relapse) {
+        (Next::Plan(_), Some(prev)) => (
+            lifecycle::escalate(
+                s,
+                format!(
+                    "relapse: {} is back within guards.relapseWindow ({}) of incident {} that \
+                     succeeded; the fix does not hold, a person must look",
+                    fault.name,
+                    o.spec.guards.relapse_window,
+                    prev.metadata.name.as_deref().unwrap_or("?")
+                ),
+                o.now,
+            ),
+            false,
+        ),
+        (Next::Plan(n), None) => plan_attempt(o, &spec, s, n, verdict.verdict.pods.clone()),
+        (Next::Idle | Next::Execute, _) => (s, false),
     };
     Intent::Open(Box::new(Opening {
         name: incident_name(o.policy, o.target, &fault.name, seq),
@@ -180,6 +200,19 @@ fn open_incident(o: &Observed<'_>, fault: &FaultSpec, verdict: &FaultVerdict) ->
 fn advance(o: &Observed<'_>, rem: &Remediation) -> Intent {
     let before = rem.status.clone().unwrap_or_default();
     let name = rem.metadata.name.clone().unwrap_or_default();
+    if let Some(why) = kill_switch(o.spec, rem) {
+        let mut status = before.clone();
+        status.phase = Phase::Halted;
+        status.finished_at = Some(Time(o.now));
+        status.deadline = None;
+        status.message = format!("halted: {why}; nothing more will be done for this incident");
+        return Intent::Advance(Box::new(Advancing {
+            name,
+            before,
+            status,
+            act: false,
+        }));
+    }
     let Some((check, firing)) = check_of(rem, o.evaluated) else {
         let status = lifecycle::escalate(
             before.clone(),
@@ -197,6 +230,16 @@ fn advance(o: &Observed<'_>, rem: &Remediation) -> Intent {
         }));
     };
     let (s, next) = lifecycle::step(&rem.spec, &before, &o.spec.verify, check, o.now);
+    if matches!(next, Next::Plan(_) | Next::Execute)
+        && let Some(late) = acting_too_long(rem, &s, o)
+    {
+        return Intent::Advance(Box::new(Advancing {
+            name,
+            before,
+            status: lifecycle::escalate(s, late, o.now),
+            act: false,
+        }));
+    }
     let (status, act) = match next {
         Next::Idle => (s, false),
         Next::Plan(n) => {
@@ -215,6 +258,58 @@ fn advance(o: &Observed<'_>, rem: &Remediation) -> Intent {
         status,
         act,
     }))
+}
+
+/// Why the kill switch stops an open incident, if it does: `suspend`, or `dryRun` set after an
+/// incident opened for real.
+fn kill_switch(spec: &RemediationPolicySpec, rem: &Remediation) -> Option<&'static str> {
+    if spec.guards.suspend {
+        Some("spec.guards.suspend was set while the incident was open")
+    } else if spec.guards.dry_run && !rem.spec.dry_run {
+        Some("spec.guards.dryRun was set while the incident was open")
+    } else {
+        None
+    }
+}
+
+/// An incident that has waited to act (a PodDisruptionBudget, maxUnavailable, a missing target)
+/// for longer than `verify.timeout` is escalated: Acting has a deadline too.
+fn acting_too_long(rem: &Remediation, s: &RemediationStatus, o: &Observed<'_>) -> Option<String> {
+    if s.phase != Phase::Acting {
+        return None;
+    }
+    let last = s.attempts.last();
+    // A new attempt after a verified failure starts its own clock.
+    if last.is_some_and(|a| a.result == AttemptResult::Applied) {
+        return None;
+    }
+    let since = match last {
+        Some(a) if a.result != AttemptResult::Applied => a.started_at.0,
+        _ => rem.metadata.creation_timestamp.as_ref()?.0,
+    };
+    let limit = jiff::SignedDuration::try_from(o.spec.verify.timeout.get())
+        .unwrap_or(jiff::SignedDuration::MAX);
+    (o.now.duration_since(since) >= limit).then(|| {
+        format!(
+            "could not act within verify.timeout ({}): {}",
+            o.spec.verify.timeout, s.message
+        )
+    })
+}
+
+/// A Succeeded incident of the same fault that ended within the relapse window.
+fn relapse_of<'h>(o: &Observed<'h>, fault: &str) -> Option<&'h Remediation> {
+    let window = jiff::SignedDuration::try_from(o.spec.guards.relapse_window.get())
+        .unwrap_or(jiff::SignedDuration::MAX);
+    o.history.iter().rev().find(|r| {
+        r.spec.fault == fault
+            && r.status.as_ref().is_some_and(|s| {
+                s.phase == Phase::Succeeded
+                    && s.finished_at
+                        .as_ref()
+                        .is_some_and(|t| o.now.duration_since(t.0) < window)
+            })
+    })
 }
 
 /// An attempt left Pending (a crash between the save and the call) is executed: execution first

@@ -3,5 +3,6 @@
 
 pub mod actions;
 pub mod engine;
+pub mod fleet;
 pub mod guards;
 pub mod lifecycle;

@@ -433,9 +433,14 @@ pub struct GuardSpec {
     /// Record what would be done, change nothing.
     #[serde(default)]
     pub dry_run: bool,
-    /// Evaluate and report, but open no incident and take no action.
+    /// Evaluate and report, but open no incident and take no action; an open incident is halted
+    /// at its next step.
     #[serde(default)]
     pub suspend: bool,
+    /// A fault that comes back this soon after an incident of it succeeded is escalated instead of
+    /// fixed again: the fix does not hold.
+    #[serde(default = "default_relapse_window")]
+    pub relapse_window: Duration,
 }
 
 impl Default for GuardSpec {
@@ -446,8 +451,13 @@ impl Default for GuardSpec {
             max_unavailable: default_max_unavailable(),
             dry_run: false,
             suspend: false,
+            relapse_window: default_relapse_window(),
         }
     }
+}
+
+fn default_relapse_window() -> Duration {
+    Duration::from_secs(1800)
 }
 
 fn default_cooldown() -> Duration {

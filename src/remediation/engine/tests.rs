@@ -422,3 +422,77 @@ fn incident_names_are_deterministic_and_dns_safe() {
     assert_eq!(o.seq, 2);
     assert_eq!(o.name, "web-f-2");
 }
+
+#[test]
+fn the_kill_switch_halts_an_open_incident_at_its_next_step() {
+    for (suspend, dry_run) in [(true, false), (false, true)] {
+        let mut c = Case {
+            history: vec![incident(
+                Phase::Acting,
+                vec![attempt(AttemptResult::Blocked, 990)],
+                990,
+            )],
+            ..base("kill switch")
+        };
+        c.spec.guards.suspend = suspend;
+        c.spec.guards.dry_run = dry_run;
+        let a = advanced(run(&c));
+        assert_eq!((a.status.phase, a.act), (Phase::Halted, false));
+        assert!(a.status.message.contains("halted"), "{}", a.status.message);
+    }
+}
+
+#[test]
+fn acting_has_a_deadline() {
+    // Blocked by a PodDisruptionBudget since t=0; verify.timeout is 5m.
+    let c = Case {
+        history: vec![incident(
+            Phase::Acting,
+            vec![attempt(AttemptResult::Blocked, 0)],
+            0,
+        )],
+        now: 301,
+        ..base("blocked too long")
+    };
+    let a = advanced(run(&c));
+    assert_eq!((a.status.phase, a.act), (Phase::Escalated, false));
+    assert!(
+        a.status.message.contains("could not act"),
+        "{}",
+        a.status.message
+    );
+    let c = Case {
+        history: vec![incident(
+            Phase::Acting,
+            vec![attempt(AttemptResult::Blocked, 0)],
+            0,
+        )],
+        now: 200,
+        ..base("blocked, within the deadline")
+    };
+    assert!(advanced(run(&c)).act);
+}
+
+#[test]
+fn a_relapse_within_the_window_escalates_instead_of_repeating() {
+    let mut done = incident(
+        Phase::Succeeded,
+        vec![attempt(AttemptResult::Applied, 0)],
+        0,
+    );
+    if let Some(s) = done.status.as_mut() {
+        s.finished_at = Some(Time(at(120)));
+    }
+    let mut c = Case {
+        history: vec![done.clone()],
+        now: 900,
+        ..base("relapse")
+    };
+    c.spec.guards.cooldown = Duration::from_secs(60);
+    let o = opened(run(&c));
+    assert_eq!((o.status.phase, o.act), (Phase::Escalated, false));
+    assert!(o.status.message.contains("relapse"), "{}", o.status.message);
+    // Past the window (30m by default) it is a new fault, fixed as usual.
+    c.now = 120 + 1801;
+    assert!(opened(run(&c)).act);
+}

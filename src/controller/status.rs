@@ -30,6 +30,8 @@ pub struct TargetOutcome {
     pub open: Option<(String, &'static str)>,
     /// Why a firing fault is held, if it is.
     pub held: Option<Refusal>,
+    /// Another policy also targets this workload (one of them owns it).
+    pub conflict: Option<String>,
 }
 
 /// What a sweep concluded for one policy.
@@ -158,6 +160,10 @@ fn evaluated(
             });
             let msg = match held {
                 Some(h) => format!("{msg}; {h}"),
+                None => msg,
+            };
+            let msg = match targets.iter().find_map(|t| t.conflict.as_ref()) {
+                Some(c) => format!("{msg}; {c}"),
                 None => msg,
             };
             set(conditions::READY, true, reason, msg);
@@ -315,6 +321,7 @@ mod tests {
             },
             open: None,
             held: None,
+            conflict: None,
         }
     }
 

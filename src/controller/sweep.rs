@@ -74,6 +74,8 @@ struct TargetObs {
     pods: Vec<LivePod>,
     pod_refs: Vec<PodRef>,
     history: Vec<Remediation>,
+    /// Another policy also targets this workload: the note, and whether this policy is held.
+    conflict: Option<(String, bool)>,
 }
 
 /// A due policy and what was observed about it.
@@ -134,6 +136,81 @@ fn phase_ms(uid: &str, interval_ms: i64) -> i64 {
 // ---------------------------------------------------------------------------------------------
 // observe
 
+/// Which policy owns each workload that more than one policy could change: the oldest one.
+/// Policies whose faults only escalate cannot conflict and are left out.
+type Owners = HashMap<(String, TargetRef), Vec<(Option<Timestamp>, String)>>;
+
+fn owners(snap: &Snapshot) -> Owners {
+    let mut out: Owners = HashMap::new();
+    for e in &snap.policies {
+        let Ok(p) = e.policy.as_ref() else { continue };
+        let mutates = p
+            .spec
+            .faults
+            .iter()
+            .any(|f| crate::diagnosis::action_for(f).type_.mutates());
+        if !mutates {
+            continue;
+        }
+        for t in targets_of(snap, &e.namespace, p) {
+            out.entry((e.namespace.clone(), t)).or_default().push((
+                p.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                e.name.clone(),
+            ));
+        }
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    out.retain(|_, v| v.len() > 1);
+    out
+}
+
+fn targets_of(snap: &Snapshot, ns: &str, policy: &RemediationPolicy) -> Vec<TargetRef> {
+    match (&policy.spec.target_ref, &policy.spec.selector) {
+        (Some(t), _) => vec![t.clone()],
+        (None, Some(sel)) => snap
+            .workloads
+            .range((ns.to_string(), WorkloadKind::Deployment, String::new())..)
+            .take_while(|((n, _, _), _)| n == ns)
+            .filter(|((_, kind, _), w)| sel.matches(*kind, &w.labels))
+            .map(|(_, w)| w.workload.target.clone())
+            .collect(),
+        (None, None) => vec![],
+    }
+}
+
+/// The conflict note of one policy on one target, and whether it is held (not the owner).
+fn conflict_of(owners: &Owners, ns: &str, policy: &str, t: &TargetRef) -> Option<(String, bool)> {
+    let all = owners.get(&(ns.to_string(), t.clone()))?;
+    let owner = &all.first()?.1;
+    let others: Vec<&str> = all
+        .iter()
+        .map(|(_, n)| n.as_str())
+        .filter(|n| *n != policy)
+        .collect();
+    Some(if owner == policy {
+        (
+            format!(
+                "{t} is also targeted by {}; this policy (the oldest) acts, they are held",
+                others.join(", ")
+            ),
+            false,
+        )
+    } else {
+        (
+            format!(
+                "{t} is owned by policy {owner} (the oldest of {}); this one reports but does not act",
+                all.iter()
+                    .map(|(_, n)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            true,
+        )
+    })
+}
+
 async fn observe(
     ctx: &Context,
     state: &mut SweepState,
@@ -141,6 +218,7 @@ async fn observe(
     now: Timestamp,
 ) -> Vec<Due> {
     let mut due = vec![];
+    let owners = owners(snap);
     let now_ms = now.as_millisecond();
     for entry in &snap.policies {
         let interval_ms = match entry.policy.as_ref() {
@@ -158,7 +236,7 @@ async fn observe(
             continue;
         }
         state.slots.insert(entry.uid.clone(), key);
-        due.push(observe_policy(ctx, state, snap, entry.clone()).await);
+        due.push(observe_policy(ctx, state, snap, &owners, entry.clone()).await);
     }
     let live: std::collections::HashSet<&str> =
         snap.policies.iter().map(|p| p.uid.as_str()).collect();
@@ -174,6 +252,7 @@ async fn observe_policy(
     ctx: &Context,
     state: &mut SweepState,
     snap: &Snapshot,
+    owners: &Owners,
     entry: PolicyEntry,
 ) -> Due {
     let mut d = Due {
@@ -217,18 +296,7 @@ async fn observe_policy(
         }
     }
     let ns = d.entry.namespace.clone();
-    let targets: Vec<TargetRef> = match (&policy.spec.target_ref, &policy.spec.selector) {
-        (Some(t), _) => vec![t.clone()],
-        (None, Some(sel)) => snap
-            .workloads
-            .range((ns.clone(), WorkloadKind::Deployment, String::new())..)
-            .take_while(|((n, _, _), _)| *n == ns)
-            .filter(|((_, kind, _), w)| sel.matches(*kind, &w.labels))
-            .map(|(_, w)| w.workload.target.clone())
-            .collect(),
-        (None, None) => vec![],
-    };
-    for t in targets {
+    for t in targets_of(snap, &ns, &policy) {
         let workload = snap.workload(&ns, &t).cloned();
         let pods = workload
             .as_ref()
@@ -243,12 +311,14 @@ async fn observe_policy(
             })
             .collect();
         let history = snap.history(&ns, &d.entry.name, &t);
+        let conflict = conflict_of(owners, &ns, &d.entry.name, &t);
         d.targets.push(TargetObs {
             target: t,
             workload,
             pods,
             pod_refs,
             history,
+            conflict,
         });
     }
     if let (Some(t), [only]) = (&policy.spec.target_ref, d.targets.as_slice())
@@ -388,7 +458,7 @@ fn decide(due: &[Due], evaluated: &[Vec<Evaluated>], now: Timestamp) -> Vec<Vec<
                 .iter()
                 .zip(evs)
                 .map(|(t, ev)| {
-                    engine::decide(&engine::Observed {
+                    let intent = engine::decide(&engine::Observed {
                         policy: &d.entry.name,
                         spec: &policy.spec,
                         target: &t.target,
@@ -397,7 +467,18 @@ fn decide(due: &[Due], evaluated: &[Vec<Evaluated>], now: Timestamp) -> Vec<Vec<
                         history: &t.history,
                         evaluated: ev,
                         now,
-                    })
+                    });
+                    match (&t.conflict, intent) {
+                        // One owner per target: the others report, and open nothing.
+                        (Some((note, true)), Intent::Open(o)) => Intent::Hold {
+                            fault: o.spec.fault.clone(),
+                            refusal: Refusal {
+                                reason: "OwnedByAnotherPolicy",
+                                message: note.clone(),
+                            },
+                        },
+                        (_, intent) => intent,
+                    }
                 })
                 .collect()
         })
@@ -612,6 +693,7 @@ async fn write_statuses(
                         evaluated: ev,
                         open: a.open,
                         held: a.held,
+                        conflict: t.conflict.as_ref().map(|(n, _)| n.clone()),
                     })
                     .collect(),
             },

@@ -1,0 +1,217 @@
+//! Guards that span policies, end to end: the storm brake, the cluster-wide disruption budget and
+//! one owner per workload. Each test has its own namespace and operator.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use homeostat::v1alpha1::{AttemptResult, Phase};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+};
+use support::*;
+
+/// Sick runaway Deployments `w0..wN` (2 pods each) with one policy each.
+async fn sick_fleet(env: &Env, ns: &str, n: usize) {
+    for i in 0..n {
+        let name = format!("w{i}");
+        deploy(env, ns, &name, 2, "runaway", &[("sick-after", "5s")]).await;
+        apply_policy(
+            env,
+            ns,
+            &policy_yaml(&name, &name, RUNAWAY_FAULTS, FAST_GUARDS),
+        )
+        .await
+        .expect("policy accepted");
+    }
+}
+
+fn held(p: &homeostat::v1alpha1::RemediationPolicy) -> Option<String> {
+    p.status.as_ref()?.targets.first()?.held.clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_storm_of_sick_workloads_holds_every_disruptive_action() {
+    let env = Env::get().await;
+    let ns = TestNs::new(&env, "storm").await;
+    // Defaults: a storm is more than 30 % of the watched workloads faulty, at least 5.
+    let op = Operator::start(&env, &ns.name, "op", &[], &[]).await;
+    for i in 0..20 {
+        let name = format!("w{i}");
+        deploy(&env, &ns.name, &name, 2, "healthy", &[]).await;
+        apply_policy(
+            &env,
+            &ns.name,
+            &policy_yaml(&name, &name, RUNAWAY_FAULTS, FAST_GUARDS),
+        )
+        .await
+        .expect("policy accepted");
+    }
+    wait_for("all 20 policies evaluated", 120, || async {
+        let mut n = 0;
+        for i in 0..20 {
+            let p = policy(&env, &ns.name, &format!("w{i}")).await;
+            if ready(&p).is_some_and(|(s, _)| s == "True") {
+                n += 1;
+            }
+        }
+        (n == 20).then_some(())
+    })
+    .await;
+    // A shared cause: every workload turns sick at the same moment.
+    let api = Api::<Deployment>::namespaced(env.client.clone(), &ns.name);
+    for i in 0..20 {
+        let patch = serde_json::json!({"metadata": {"annotations": {
+            "homeostat.dev/scenario": "runaway", "homeostat.dev/sick-after": "0s"}}});
+        api.patch(
+            &format!("w{i}"),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await
+        .unwrap();
+    }
+    wait_for("all 20 policies held by the storm brake", 180, || async {
+        let mut n = 0;
+        for i in 0..20 {
+            let p = policy(&env, &ns.name, &format!("w{i}")).await;
+            if held(&p).as_deref() == Some("StormBrake") {
+                n += 1;
+            }
+        }
+        assert!(
+            remediations(&env, &ns.name).await.is_empty(),
+            "the storm brake opens no incident"
+        );
+        (n == 20).then_some(())
+    })
+    .await;
+    // Held for a while longer: nothing is opened, nothing evicted.
+    let until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < until {
+        assert!(
+            remediations(&env, &ns.name).await.is_empty(),
+            "the storm brake opens no incident"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    for i in 0..20 {
+        assert_eq!(
+            running_pods(&env, &ns.name, &format!("w{i}")).await.len(),
+            2
+        );
+    }
+    assert!(
+        op.log_text().contains("storm brake on"),
+        "the operator says why"
+    );
+    println!("FIGURE storm_brake held=20/20 incidents=0");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cluster_disruption_budget_spans_policies() {
+    let env = Env::get().await;
+    let ns = TestNs::new(&env, "budget").await;
+    let _op = Operator::start(
+        &env,
+        &ns.name,
+        "op",
+        &[
+            "--storm-fraction",
+            "1.0",
+            "--max-disruptions-per-minute",
+            "2",
+        ],
+        &[],
+    )
+    .await;
+    sick_fleet(&env, &ns.name, 5).await;
+    let applied = wait_for("three evictions", 240, || async {
+        let mut t: Vec<f64> = remediations(&env, &ns.name)
+            .await
+            .iter()
+            .filter_map(|r| r.status.as_ref()?.attempts.first().cloned())
+            .filter(|a| a.result == AttemptResult::Applied)
+            .filter_map(|a| a.applied_at.map(|t| t.0.as_millisecond() as f64 / 1000.0))
+            .collect();
+        t.sort_by(f64::total_cmp);
+        (t.len() >= 3).then_some(t)
+    })
+    .await;
+    assert!(
+        applied[2] - applied[0] >= 58.0,
+        "at most 2 actions in any minute across 5 policies: {applied:?}"
+    );
+    let mut budget_held = 0;
+    for i in 0..5 {
+        if held(&policy(&env, &ns.name, &format!("w{i}")).await).as_deref() == Some("ClusterBudget")
+        {
+            budget_held += 1;
+        }
+    }
+    println!(
+        "FIGURE cluster_budget first_three_actions_span_s={:.0} held_now={budget_held}",
+        applied[2] - applied[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_policies_on_one_workload_have_one_owner() {
+    let env = Env::get().await;
+    let ns = TestNs::new(&env, "owner").await;
+    deploy(&env, &ns.name, "web", 3, "runaway", &[("sick-after", "5s")]).await;
+    let _op = Operator::start(&env, &ns.name, "op", &[], &[]).await;
+    apply_policy(
+        &env,
+        &ns.name,
+        &policy_yaml("first", "web", RUNAWAY_FAULTS, FAST_GUARDS),
+    )
+    .await
+    .expect("policy accepted");
+    // Created later, and its fault would scale instead of evicting: the two could fight.
+    let scale = r#"  - name: runaway
+    pattern: RunawayProcess
+    for: 30s
+    params: {warmup: 10s}
+    action: {type: Scale, scale: {step: 1, maxReplicas: 6}}"#;
+    apply_policy(
+        &env,
+        &ns.name,
+        &policy_yaml("second", "web", scale, FAST_GUARDS),
+    )
+    .await
+    .expect("policy accepted");
+    let r = wait_phase(&env, &ns.name, Phase::Succeeded, 240).await;
+    assert_eq!(
+        r.spec.policy_ref, "first",
+        "the oldest policy owns the workload"
+    );
+    assert!(
+        remediations(&env, &ns.name)
+            .await
+            .iter()
+            .all(|r| r.spec.policy_ref == "first"),
+        "the other policy opened nothing"
+    );
+    let msg = |p: homeostat::v1alpha1::RemediationPolicy| {
+        p.status
+            .unwrap()
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| c.message)
+            .unwrap_or_default()
+    };
+    let second = msg(policy(&env, &ns.name, "second").await);
+    assert!(second.contains("owned by policy first"), "{second}");
+    let first = msg(policy(&env, &ns.name, "first").await);
+    assert!(first.contains("also targeted by second"), "{first}");
+    assert_eq!(
+        running_pods(&env, &ns.name, "web").await.len(),
+        3,
+        "not scaled"
+    );
+}

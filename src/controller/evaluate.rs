@@ -219,29 +219,29 @@ pub async fn reconcile(policy: &Arc<RemediationPolicy>, ctx: &Context) -> Result
         .collect();
 
     // 3. Prometheus, and the verdicts.
-    let prom = match prom::client_for(
+    let prom = match prom::client_for_policy(
         &ctx.client,
         &ns,
         spec.prometheus.as_ref(),
-        ctx.default_prom.as_ref(),
-        ctx.settings.query_timeout,
+        &ctx.prom_sources,
     )
     .await
     {
         Ok(p) => p,
-        Err(msg) => {
+        Err(e) => {
+            let msg = e.to_string();
             cond(
                 &mut status,
                 conditions::READY,
                 false,
-                "PrometheusConfig",
+                e.reason(),
                 msg.clone(),
             );
             cond(
                 &mut status,
                 conditions::STALLED,
-                true,
-                "PrometheusConfig",
+                e.is_spec_error(),
+                e.reason(),
                 msg,
             );
             save_status(ctx, policy, &status).await?;

@@ -17,7 +17,7 @@ use crate::{
     Error,
     diagnosis::{FaultVerdict, action_for},
     metrics::{ActionLabels, PhaseLabel},
-    notify::{self, Notification},
+    notify::Notification,
     remediation::{
         actions::{self, LivePod, MANAGER, PlanError, Workload},
         guards::{self, Refusal},
@@ -422,11 +422,11 @@ async fn notify_all(
         message: s.message.clone(),
     };
     for hook in hooks {
-        let http = ctx.http.clone();
+        let notifier = ctx.notifier.clone();
         let n = n.clone();
         // Delivery must not hold up the reconcile.
         tokio::spawn(async move {
-            if let Err(e) = notify::send(&http, &hook, &n, 3, Duration::from_secs(5)).await {
+            if let Err(e) = notifier.send(&hook, &n, 3, Duration::from_secs(5)).await {
                 warn!(remediation = %n.remediation, error = %e, "notification not delivered; giving up");
             }
         });

@@ -2,7 +2,7 @@
 
 mod evaluate;
 mod incident;
-mod prom;
+pub mod prom;
 mod validate;
 
 pub use evaluate::{Evaluated, evaluate_policy};
@@ -76,8 +76,10 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Settings.
     pub settings: Settings,
-    /// HTTP client for notifications.
-    pub http: reqwest::Client,
+    /// Which Prometheus URLs policies may use (`--prometheus-allow`), and the answer cap.
+    pub prom_sources: prom::Sources,
+    /// Sends notifications to allow-listed webhooks only (`--webhook-allow`).
+    pub notifier: crate::notify::Notifier,
     /// Whether this replica may act (leader); evaluation still runs when false.
     pub leading: watch::Receiver<bool>,
     failures: Mutex<HashMap<ObjectRef<RemediationPolicy>, u32>>,
@@ -97,17 +99,31 @@ impl Context {
             controller: "homeostat".into(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let prom_sources = prom::Sources::new(
+            default_prom.clone(),
+            vec![],
+            settings.query_timeout,
+            crate::prometheus::DEFAULT_MAX_BODY,
+        );
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             default_prom,
             metrics,
             settings,
-            http: reqwest::Client::new(),
+            prom_sources,
+            notifier: crate::notify::Notifier::deny_all(),
             leading,
             failures: Mutex::new(HashMap::new()),
             active: Mutex::new(std::collections::HashSet::new()),
         }
+    }
+
+    /// Replaces the default egress rules (only `--prometheus-url`, no webhook).
+    pub fn with_egress(mut self, prom: prom::Sources, notifier: crate::notify::Notifier) -> Self {
+        self.prom_sources = prom;
+        self.notifier = notifier;
+        self
     }
 
     /// Records whether a policy has an open incident and updates the `active_remediations` gauge.

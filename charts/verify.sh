@@ -178,6 +178,13 @@ EOF
   echo "-- config/samples (namespace $NS)"
   "$KUBECTL" apply --dry-run=server -n "$NS" -f "$repo/config/samples/" || bad "dry run of config/samples"
 
+  step "CRD schema: tests/schema corpus (refused / accepted by the apiserver)"
+  if [[ ${VERIFY_APPLY_CRDS:-1} != 0 ]]; then
+    KUBECTL=$KUBECTL "$repo/tests/schema/check.sh" "$NS" || bad "schema corpus"
+  else
+    echo "skipped: VERIFY_APPLY_CRDS=0 (the corpus needs this tree's crds/)"
+  fi
+
   if [[ ${VERIFY_RBAC:-0} == 1 ]]; then
     step "real install + ServiceAccount permissions (kubectl auth can-i)"
     vns="homeostat-verify-$$" wns="homeostat-verify-$$-w"

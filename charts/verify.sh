@@ -139,6 +139,14 @@ else
   echo "skipped: promtool not installed"
 fi
 
+step "Argo CD health checks (Lua)"
+lua=$(command -v lua5.4 || command -v lua5.3 || command -v lua5.1 || command -v luajit || command -v lua || true)
+if [[ -n $lua ]]; then
+  "$lua" "$chart/argocd/test.lua" || bad "argocd health checks"
+else
+  echo "skipped: no lua interpreter (apt-get install lua5.4)"
+fi
+
 step "dashboard JSON"
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(len([p for p in d["panels"] if p["type"]!="row"]), "panels")' \
   "$chart/dashboards/homeostat.json" || bad "dashboards/homeostat.json is not JSON"

@@ -35,7 +35,7 @@ pub enum Refusal {
     },
     /// A well-formed URL outside the allow-list.
     #[error(
-        "{url} is not allowed for {list}: the operator only sends requests to {allowed} (operator flag {flag}); ask its administrators to allow it"
+        "{url} is not allowed for {list}: the operator allows {allowed}; its administrators can add it with {flag}"
     )]
     NotAllowed {
         /// The URL, without user info.
@@ -224,9 +224,9 @@ impl AllowList {
             url: shown(&parsed),
             list: self.list,
             allowed: if allowed.is_empty() {
-                "no URL at all".into()
+                "none".into()
             } else {
-                allowed.join(", ")
+                format!("only {}", allowed.join(", "))
             },
             flag: self.flag,
         })
@@ -513,7 +513,7 @@ mod tests {
             .expect_err("denied");
         assert_eq!(e.reason(), "URLNotAllowed");
         assert!(e.to_string().contains("--webhook-allow"), "{e}");
-        assert!(e.to_string().contains("no URL at all"), "{e}");
+        assert!(e.to_string().contains("the operator allows none"), "{e}");
     }
 
     #[test]

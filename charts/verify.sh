@@ -236,19 +236,20 @@ EOF
     }
     for vb in list watch; do can yes "$wns" $vb remediationpolicies.homeostat.dev; done
     can yes "$wns" patch remediationpolicies.homeostat.dev status
-    for vb in list create; do can yes "$wns" $vb remediations.homeostat.dev; done
+    for vb in list watch create; do can yes "$wns" $vb remediations.homeostat.dev; done
     can yes "$wns" patch remediations.homeostat.dev status
-    for r in deployments.apps statefulsets.apps; do for vb in get patch; do can yes "$wns" $vb $r; done; done
+    for r in deployments.apps statefulsets.apps; do for vb in get list watch patch; do can yes "$wns" $vb $r; done; done
+    for vb in list watch; do can yes "$wns" $vb replicasets.apps; done
     for r in deployments.apps statefulsets.apps; do for vb in get patch; do can yes "$wns" $vb $r scale; done; done
-    for vb in get list; do can yes "$wns" $vb pods; done
+    for vb in get list watch; do can yes "$wns" $vb pods; done
     can yes "$wns" create pods eviction
     can yes "$wns" get secrets/prom-token
     for vb in create patch; do can yes "$wns" $vb events.events.k8s.io; done
     for vb in get create patch; do can yes "$vns" $vb leases.coordination.k8s.io; done
-    # Only what the code calls: no watch on pods, no list of workloads, no read-back of incidents.
-    can no "$wns" watch pods
-    can no "$wns" list deployments.apps
-    can no "$wns" watch remediations.homeostat.dev
+    # Only what the code calls: no writes to ReplicaSets, no reads of pods' logs or exec.
+    can no "$wns" patch replicasets.apps
+    can no "$wns" get pods log
+    can no "$wns" create pods exec
     can no "" list remediationpolicies.homeostat.dev
     # Least privilege: nothing outside the watched namespace, nothing not needed.
     can no "$vns" get remediationpolicies.homeostat.dev

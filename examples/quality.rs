@@ -128,11 +128,11 @@ async fn homeostat_at(
             at,
             namespace: None,
             policies: vec![],
-            settings: homeostat::controller::Settings {
+            settings: homeostat::diagnosis::Settings {
                 step: args.step,
                 window: args.window.clone(),
                 stale_after: args.stale_after,
-                ..homeostat::controller::Settings::default()
+                ..homeostat::diagnosis::Settings::default()
             },
         },
     )

@@ -1,8 +1,8 @@
 //! `homeostat backtest`: replays a policy over a past time range of a real Prometheus and reports
 //! when it would have acted and what it would have done.
 //!
-//! The same detectors, guards and incident state machine as the operator; only the actions are
-//! imagined (taken as applied at once).
+//! The same sweep, detectors and incident engine as the operator; only the actions are imagined
+//! (taken as applied at once).
 
 use std::collections::BTreeSet;
 
@@ -11,21 +11,19 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
 
 use crate::{
-    controller::{Settings, evaluate_policy},
     diagnose::DiagnoseError,
     diagnosis::{
-        action_for, choose,
+        Settings, Subject,
         fetch::{self, DiscoveredWorkload, workload_vars},
+        sweep,
     },
     prometheus::{PromClient, Series, template::escape_regex},
     remediation::{
-        guards,
-        lifecycle::{self, Check, Next, Outcome},
+        actions::{LivePod, Workload},
+        engine::{self, Intent},
+        lifecycle::Outcome,
     },
-    v1alpha1::{
-        ActionType, Attempt, AttemptResult, FaultKind, Phase, Remediation, RemediationPolicy,
-        RemediationSpec, RemediationStatus,
-    },
+    v1alpha1::{ActionType, Phase, Remediation, RemediationPolicy, RemediationStatus},
 };
 
 /// Options of a backtest.
@@ -103,6 +101,10 @@ fn ts(t: f64) -> Timestamp {
 }
 
 /// Replays `policy` over `[from, to]`; `tick` is called after each evaluation (for a progress bar).
+///
+/// Each evaluation runs the operator's sweep and incident engine on what Prometheus showed then;
+/// the world is imagined around it: actions are applied at once, a Scale changes the replica
+/// count the planner sees next, and every pod kube-state-metrics shows counts as available.
 pub async fn run(
     prom: &PromClient,
     policy: &RemediationPolicy,
@@ -110,15 +112,25 @@ pub async fn run(
     mut tick: impl FnMut(),
 ) -> Result<Report, DiagnoseError> {
     let spec = &policy.spec;
+    let Some(target) = spec.target_ref.clone() else {
+        return Err(DiagnoseError::Fetch(
+            "backtest replays one workload: the policy needs spec.targetRef, not a selector".into(),
+        ));
+    };
     let ns = policy
         .metadata
         .namespace
         .clone()
         .unwrap_or_else(|| opts.namespace.clone());
+    let name = policy
+        .metadata
+        .name
+        .clone()
+        .unwrap_or_else(|| "policy".into());
     let key = DiscoveredWorkload {
-        kind: spec.target_ref.kind,
+        kind: target.kind,
         namespace: ns.clone(),
-        name: spec.target_ref.name.clone(),
+        name: target.name.clone(),
     };
     let mut report = Report {
         target: format!("{}/{}/{}", key.kind.as_str(), ns, key.name),
@@ -129,62 +141,125 @@ pub async fn run(
         pods_seen: BTreeSet::new(),
     };
     let mut history: Vec<Remediation> = vec![];
+    let mut scaled_to: Option<i32> = None;
     let mut t = opts.from;
     while t <= opts.to + 1e-6 {
         let now = ts(t);
         let workloads = fetch::discover(prom, &escape_regex(&ns), t, &opts.settings.window).await?;
         let pods = workloads.get(&key).cloned().unwrap_or_default();
         report.pods_seen.extend(pods.iter().map(|p| p.name.clone()));
-        let ev = evaluate_policy(prom, spec, &ns, &pods, t, &opts.settings).await;
+        let subject = Subject {
+            spec,
+            namespace: &ns,
+            workload: &target.name,
+            pods: &pods,
+        };
+        let ev = sweep::evaluate_one(prom, &subject, t, &opts.settings).await;
         report.evaluations += 1;
         if ev.fetch_error.is_some() {
             report.blind += 1;
         }
-        let open = history
+        let live: Vec<LivePod> = pods
             .iter()
-            .rposition(|r| !r.status.as_ref().is_some_and(|s| s.phase.is_terminal()));
-        let idx = match open {
-            Some(i) => Some(i),
-            None if ev.fetch_error.is_none() => match choose(&spec.faults, &ev.verdicts) {
-                Some((fault, verdict)) => {
-                    let action = action_for(fault);
-                    let allowed = guards::may_open(
-                        &spec.guards,
-                        &history,
-                        &fault.name,
-                        action.type_.mutates(),
-                        now,
-                    );
-                    if allowed.is_ok() {
-                        let mut r = Remediation::new(
-                            &format!("backtest-{}", history.len() + 1),
-                            RemediationSpec {
-                                policy_ref: policy.metadata.name.clone().unwrap_or_default(),
-                                target: spec.target_ref.clone(),
-                                fault: fault.name.clone(),
-                                pattern: fault.pattern,
-                                pods: verdict.verdict.pods.clone(),
-                                action,
-                                evidence: verdict.verdict.evidence.clone(),
-                                dry_run: false,
-                            },
-                        );
-                        r.metadata.creation_timestamp = Some(Time(now));
-                        r.status = Some(RemediationStatus::default());
-                        history.push(r);
-                        Some(history.len() - 1)
-                    } else {
-                        None
-                    }
-                }
-                None => None,
-            },
-            None => None,
+            .map(|p| LivePod {
+                name: p.name.clone(),
+                uid: String::new(),
+                started_at: p.started_at,
+            })
+            .collect();
+        let replicas = scaled_to
+            .unwrap_or(live.len() as i32)
+            .max(live.len() as i32);
+        let workload = Workload {
+            target: target.clone(),
+            replicas,
+            available: replicas,
+            selector: None,
+            restarted_at: None,
         };
-        if let Some(i) = idx {
-            let budget = guards::budget(&spec.guards, &history, now).err();
-            advance(&mut history[i], i + 1, &ev, spec, budget, now, &mut report);
+        let intent = engine::decide(&engine::Observed {
+            policy: &name,
+            spec,
+            target: &target,
+            workload: Some(&workload),
+            pods: &live,
+            history: &history,
+            evaluated: &ev,
+            now,
+        });
+        let (idx, before, status, act) = match intent {
+            Intent::Idle | Intent::Hold { .. } => {
+                tick();
+                t += opts.every;
+                continue;
+            }
+            Intent::Open(o) => {
+                let mut r = Remediation::new(&o.name, o.spec);
+                r.metadata.creation_timestamp = Some(Time(now));
+                r.metadata.labels = Some(std::collections::BTreeMap::from([(
+                    engine::SEQ_LABEL.to_string(),
+                    o.seq.to_string(),
+                )]));
+                history.push(r);
+                (
+                    history.len() - 1,
+                    RemediationStatus::default(),
+                    o.status,
+                    o.act,
+                )
+            }
+            Intent::Advance(a) => {
+                let Some(i) = history
+                    .iter()
+                    .position(|r| r.metadata.name.as_deref() == Some(a.name.as_str()))
+                else {
+                    tick();
+                    t += opts.every;
+                    continue;
+                };
+                (i, a.before, a.status, a.act)
+            }
+        };
+        let status = if act {
+            if let Some(a) = status.attempts.last() {
+                if let Some(to) = a.to_replicas {
+                    scaled_to = Some(to);
+                }
+                report.decisions.push(Decision {
+                    at: now.to_string(),
+                    t,
+                    incident: idx + 1,
+                    fault: history[idx].spec.fault.clone(),
+                    action: a.action,
+                    pods: a
+                        .pods
+                        .iter()
+                        .map(|p| p.split_once('/').map_or(p.as_str(), |(n, _)| n).to_string())
+                        .collect(),
+                    message: ev
+                        .verdicts
+                        .iter()
+                        .find(|v| v.fault == history[idx].spec.fault)
+                        .map(|v| v.verdict.message.clone())
+                        .unwrap_or_default(),
+                });
+            }
+            engine::after_execution(status, Outcome::Applied("imagined".into()), spec, now)
+        } else {
+            status
+        };
+        if status.phase == Phase::Escalated && before.phase != Phase::Escalated {
+            report.decisions.push(Decision {
+                at: now.to_string(),
+                t,
+                incident: idx + 1,
+                fault: history[idx].spec.fault.clone(),
+                action: ActionType::Escalate,
+                pods: history[idx].spec.pods.clone(),
+                message: status.message.clone(),
+            });
         }
+        history[idx].status = Some(status);
         tick();
         t += opts.every;
     }
@@ -208,75 +283,6 @@ pub async fn run(
         })
         .collect();
     Ok(report)
-}
-
-/// One lifecycle step of an imagined incident; planned actions are taken as applied at once.
-fn advance(
-    rem: &mut Remediation,
-    number: usize,
-    ev: &crate::controller::Evaluated,
-    spec: &crate::v1alpha1::RemediationPolicySpec,
-    budget_refusal: Option<guards::Refusal>,
-    now: Timestamp,
-    report: &mut Report,
-) {
-    let verdict = ev.verdicts.iter().find(|v| v.fault == rem.spec.fault);
-    let check = match verdict.map(|v| v.verdict.kind) {
-        _ if ev.fetch_error.is_some() => Check::Unknown,
-        Some(FaultKind::Healthy) => Check::Clear,
-        Some(FaultKind::Inconclusive) | None => Check::Unknown,
-        Some(_) => Check::Firing,
-    };
-    let before = rem.status.clone().unwrap_or_default();
-    let (mut s, next) = lifecycle::step(&rem.spec, &before, &spec.verify, check, now);
-    if let Next::Plan(n) = next {
-        if n > 1
-            && let Some(r) = budget_refusal
-        {
-            s = lifecycle::escalate(s, format!("retry refused: {}", r.message), now);
-        } else {
-            let pods = verdict
-                .filter(|v| !v.verdict.pods.is_empty())
-                .map_or_else(|| rem.spec.pods.clone(), |v| v.verdict.pods.clone());
-            let attempt = Attempt {
-                number: 0,
-                action: rem.spec.action.type_,
-                started_at: Time(now),
-                applied_at: None,
-                result: AttemptResult::Pending,
-                message: String::new(),
-                pods: pods.clone(),
-                from_replicas: None,
-                to_replicas: None,
-                restarted_at: None,
-            };
-            s = lifecycle::begin(s, attempt, false, now);
-            s = lifecycle::record(s, Outcome::Applied("imagined".into()), &spec.verify, now);
-            report.decisions.push(Decision {
-                at: now.to_string(),
-                t: now.as_millisecond() as f64 / 1000.0,
-                incident: number,
-                fault: rem.spec.fault.clone(),
-                action: rem.spec.action.type_,
-                pods,
-                message: verdict
-                    .map(|v| v.verdict.message.clone())
-                    .unwrap_or_default(),
-            });
-        }
-    }
-    if s.phase == Phase::Escalated && before.phase != Phase::Escalated {
-        report.decisions.push(Decision {
-            at: now.to_string(),
-            t: now.as_millisecond() as f64 / 1000.0,
-            incident: number,
-            fault: rem.spec.fault.clone(),
-            action: ActionType::Escalate,
-            pods: rem.spec.pods.clone(),
-            message: s.message.clone(),
-        });
-    }
-    rem.status = Some(s);
 }
 
 /// The report as a table for people.

@@ -11,6 +11,95 @@ pub const RECONCILING: &str = "Reconciling";
 /// Progress is impossible until the spec or the world changes.
 pub const STALLED: &str = "Stalled";
 
+/// Condition reasons homeostat sets (CamelCase, as Kubernetes conventions ask).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Evaluating normally.
+    Evaluating,
+    /// `guards.suspend` is set.
+    Suspended,
+    /// `guards.dryRun` is set.
+    DryRun,
+    /// A selector matches no workload.
+    NoMatchingWorkloads,
+    /// The spec fails a check the schema cannot express.
+    InvalidSpec,
+    /// The object cannot be decoded by this operator version.
+    Undecodable,
+    /// `targetRef` names no existing workload.
+    TargetNotFound,
+    /// `spec.prometheus` cannot be used (Secret missing, URL refused, bad CA).
+    PrometheusConfig,
+    /// Prometheus cannot be reached.
+    PrometheusUnreachable,
+    /// Prometheus did not answer in time.
+    PrometheusTimeout,
+    /// Prometheus refused a query.
+    QueryRejected,
+    /// Prometheus answered an HTTP error.
+    PrometheusHttpError,
+    /// Prometheus answered something that is not its API.
+    PrometheusBadAnswer,
+    /// A query template does not render.
+    InvalidQueryTemplate,
+    /// An incident is open.
+    Remediating,
+    /// No incident is open.
+    Idle,
+}
+
+impl Reason {
+    /// The reason as written in a condition.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Evaluating => "Evaluating",
+            Self::Suspended => "Suspended",
+            Self::DryRun => "DryRun",
+            Self::NoMatchingWorkloads => "NoMatchingWorkloads",
+            Self::InvalidSpec => "InvalidSpec",
+            Self::Undecodable => "Undecodable",
+            Self::TargetNotFound => "TargetNotFound",
+            Self::PrometheusConfig => "PrometheusConfig",
+            Self::PrometheusUnreachable => "PrometheusUnreachable",
+            Self::PrometheusTimeout => "PrometheusTimeout",
+            Self::QueryRejected => "QueryRejected",
+            Self::PrometheusHttpError => "PrometheusHTTPError",
+            Self::PrometheusBadAnswer => "PrometheusBadAnswer",
+            Self::InvalidQueryTemplate => "InvalidQueryTemplate",
+            Self::Remediating => "Remediating",
+            Self::Idle => "Idle",
+        }
+    }
+
+    /// The reason for a bounded error category (`PromError::category`, `FetchError::category`).
+    pub fn from_category(c: &str) -> Self {
+        match c {
+            "PrometheusConfig" => Self::PrometheusConfig,
+            "PrometheusUnreachable" => Self::PrometheusUnreachable,
+            "PrometheusTimeout" => Self::PrometheusTimeout,
+            "QueryRejected" => Self::QueryRejected,
+            "PrometheusHTTPError" => Self::PrometheusHttpError,
+            "InvalidQueryTemplate" => Self::InvalidQueryTemplate,
+            _ => Self::PrometheusBadAnswer,
+        }
+    }
+}
+
+/// Longest condition or status message kept, in bytes.
+pub const MAX_MESSAGE: usize = 1024;
+
+/// `s` cut to at most [`MAX_MESSAGE`] bytes on a character boundary, with an ellipsis when cut.
+pub fn bounded(s: &str) -> String {
+    if s.len() <= MAX_MESSAGE {
+        return s.to_string();
+    }
+    let mut end = MAX_MESSAGE - '…'.len_utf8();
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
 /// Sets a condition, keeping `lastTransitionTime` when its status does not change.
 pub fn set(
     conds: &mut Vec<Condition>,
@@ -73,5 +162,21 @@ mod tests {
         );
         assert_eq!(c[0].last_transition_time, Time(t1));
         assert!(!is_true(&c, READY));
+    }
+
+    #[test]
+    fn messages_are_bounded_on_character_boundaries() {
+        assert_eq!(bounded("short"), "short");
+        let long = "é".repeat(2000);
+        let b = bounded(&long);
+        assert!(b.len() <= MAX_MESSAGE, "{}", b.len());
+        assert!(b.ends_with('…'));
+        for c in [
+            "PrometheusUnreachable",
+            "QueryRejected",
+            "PrometheusHTTPError",
+        ] {
+            assert_eq!(Reason::from_category(c).as_str(), c);
+        }
     }
 }

@@ -7,13 +7,20 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::{
-    controller::{Settings, evaluate_policy},
     diagnosis::{
-        self, EvalContext, FaultVerdict, action_for, choose, default_faults, evaluate_all,
-        fetch::{self, DiscoveredWorkload, FetchError, PodRef, QuerySet, Range, needed},
+        self, EvalContext, FaultVerdict, Settings, Subject, action_for, choose, default_faults,
+        fetch::{self, DiscoveredWorkload, PodRef},
+        sweep,
     },
     prometheus::{PromClient, PromError, template::escape_regex},
-    v1alpha1::{Evidence, FaultKind, FaultSpec, RemediationPolicy},
+    remediation::{
+        actions::{LivePod, Workload},
+        engine::{self, Intent},
+    },
+    v1alpha1::{
+        Evidence, FaultKind, FaultSpec, Phase, RemediationPolicy, RemediationPolicySpec, TargetRef,
+        WorkloadKind, WorkloadSelector,
+    },
 };
 
 /// Options of one diagnosis run.
@@ -101,11 +108,18 @@ pub enum DiagnoseError {
     Discover(#[from] PromError),
     /// A batch of queries failed.
     #[error("reading series: {0}")]
-    Fetch(#[from] FetchError),
+    Fetch(String),
 }
 
-/// Builds a finding from a set of verdicts (shared by `diagnose` and the benchmark).
-pub fn finding(target: TargetOut, faults: &[FaultSpec], verdicts: &[FaultVerdict]) -> Finding {
+/// Builds a finding from a set of verdicts and the engine's intent (shared by `diagnose` and the
+/// benchmark). The action is what the engine would do now: the fault's action, `Escalate` when
+/// planning finds it cannot help, or `None` when a guard holds it.
+pub fn finding(
+    target: TargetOut,
+    faults: &[FaultSpec],
+    verdicts: &[FaultVerdict],
+    intent: &Intent,
+) -> Finding {
     let all = verdicts
         .iter()
         .map(|v| VerdictOut {
@@ -120,7 +134,7 @@ pub fn finding(target: TargetOut, faults: &[FaultSpec], verdicts: &[FaultVerdict
             fault: v.verdict.kind,
             pods: v.verdict.pods.clone(),
             action: ActionOut {
-                type_: action_for(f).type_.as_str().into(),
+                type_: intended_action(f, intent).into(),
             },
             confidence: v.verdict.confidence,
             evidence: v.verdict.evidence.clone(),
@@ -147,72 +161,169 @@ pub fn finding(target: TargetOut, faults: &[FaultSpec], verdicts: &[FaultVerdict
     }
 }
 
-/// Runs a diagnosis.
+/// The spec `diagnose` applies to every workload when no policy is given.
+pub fn default_spec() -> RemediationPolicySpec {
+    RemediationPolicySpec {
+        target_ref: None,
+        selector: Some(WorkloadSelector {
+            kinds: vec![WorkloadKind::Deployment, WorkloadKind::StatefulSet],
+            match_labels: BTreeMap::new(),
+            match_expressions: vec![],
+        }),
+        interval: crate::v1alpha1::Duration::from_secs(30),
+        prometheus: None,
+        signals: vec![],
+        queries: None,
+        faults: default_faults(),
+        verify: Default::default(),
+        guards: Default::default(),
+        notify: vec![],
+    }
+}
+
+/// The workloads a policy covers among those discovered. A selector's labels are not visible
+/// through kube-state-metrics' default series, so offline a selector covers every workload of its
+/// kinds in the policy's namespace.
+fn covered<'a>(
+    spec: &RemediationPolicySpec,
+    ns: Option<&str>,
+    workloads: &'a BTreeMap<DiscoveredWorkload, Vec<PodRef>>,
+) -> Vec<(&'a DiscoveredWorkload, &'a [PodRef])> {
+    workloads
+        .iter()
+        .filter(|(w, _)| ns.is_none_or(|n| w.namespace == n))
+        .filter(|(w, _)| match (&spec.target_ref, &spec.selector) {
+            (Some(t), _) => t.kind == w.kind && t.name == w.name,
+            (None, Some(s)) => s.kinds.contains(&w.kind),
+            (None, None) => false,
+        })
+        .map(|(w, p)| (w, p.as_slice()))
+        .collect()
+}
+
+/// Runs a diagnosis: one sweep of batched queries for every workload, then the operator's
+/// detectors and incident engine (with no history: what it would do on first sight).
 pub async fn run(prom: &PromClient, opts: &Options) -> Result<Report, DiagnoseError> {
     let ns_regex = opts
         .namespace
         .as_deref()
         .map_or_else(|| ".+".to_string(), escape_regex);
     let workloads = fetch::discover(prom, &ns_regex, opts.at, &opts.settings.window).await?;
-    let mut queries = 3;
+    let default = default_spec();
+    let ns_of = |p: &RemediationPolicy| {
+        p.metadata
+            .namespace
+            .clone()
+            .or_else(|| opts.namespace.clone())
+            .unwrap_or_else(|| "default".into())
+    };
+    // A policy's target that kube-state-metrics does not show is evaluated with no pods
+    // (Inconclusive), never silently left out.
+    let unseen: Vec<DiscoveredWorkload> = opts
+        .policies
+        .iter()
+        .filter_map(|p| {
+            let t = p.spec.target_ref.as_ref()?;
+            let key = DiscoveredWorkload {
+                kind: t.kind,
+                namespace: ns_of(p),
+                name: t.name.clone(),
+            };
+            (!workloads.contains_key(&key)).then_some(key)
+        })
+        .collect();
+    let mut entries: Vec<(&str, &RemediationPolicySpec, &DiscoveredWorkload, &[PodRef])> = vec![];
+    if opts.policies.is_empty() {
+        for (w, pods) in covered(&default, None, &workloads) {
+            entries.push(("diagnose", &default, w, pods));
+        }
+    }
+    for p in &opts.policies {
+        let ns = ns_of(p);
+        let name = p.metadata.name.as_deref().unwrap_or("policy");
+        for (w, pods) in covered(&p.spec, Some(&ns), &workloads) {
+            entries.push((name, &p.spec, w, pods));
+        }
+        if let Some(t) = &p.spec.target_ref
+            && let Some(w) = unseen
+                .iter()
+                .find(|w| w.namespace == ns && w.kind == t.kind && w.name == t.name)
+        {
+            entries.push((name, &p.spec, w, &[]));
+        }
+    }
+    let subjects: Vec<Subject> = entries
+        .iter()
+        .map(|(_, spec, w, pods)| Subject {
+            spec,
+            namespace: &w.namespace,
+            workload: &w.name,
+            pods,
+        })
+        .collect();
+    let plan = sweep::plan(&subjects, &opts.settings);
+    let answers = sweep::fetch(prom, &plan, opts.at, &opts.settings).await;
     let ctx = EvalContext {
         now: opts.at,
         step: opts.settings.step,
         stale_after: opts.settings.stale_after,
     };
+    let now = jiff::Timestamp::from_millisecond((opts.at * 1000.0) as i64).unwrap_or_default();
     let mut findings = vec![];
-    if opts.policies.is_empty() {
-        // Default patterns on every workload: one batch of queries for all of them.
-        let faults = default_faults();
-        let vars = fetch::workload_vars("", "", &[], &opts.settings.window)
-            .set("namespace", ns_regex.clone())
-            .set("pods", ".+");
-        let range = Range::for_faults(&faults, opts.at, opts.settings.step);
-        let fetched = fetch::fetch(
-            prom,
-            &QuerySet::standard(),
-            &needed(&faults),
-            &[],
-            &vars,
-            range,
-        )
-        .await?;
-        queries += fetched.queries;
-        for (w, pods) in &workloads {
-            let series = fetch::assemble(&fetched, pods);
-            let verdicts = evaluate_all(&faults, &series, &ctx);
-            findings.push(finding(target_out(w), &faults, &verdicts));
+    for (i, (policy, spec, w, pods)) in entries.iter().enumerate() {
+        let ev = sweep::evaluate(&plan, &answers, i, &subjects[i], &ctx);
+        if let Some(e) = &ev.fetch_error {
+            return Err(DiagnoseError::Fetch(e.to_string()));
         }
-    } else {
-        for p in &opts.policies {
-            let ns = p
-                .metadata
-                .namespace
-                .clone()
-                .or_else(|| opts.namespace.clone())
-                .unwrap_or_else(|| "default".into());
-            let key = DiscoveredWorkload {
-                kind: p.spec.target_ref.kind,
-                namespace: ns.clone(),
-                name: p.spec.target_ref.name.clone(),
-            };
-            let pods: Vec<PodRef> = workloads.get(&key).cloned().unwrap_or_default();
-            let ev = evaluate_policy(prom, &p.spec, &ns, &pods, opts.at, &opts.settings).await;
-            queries += ev.queries;
-            if let Some(e) = ev.fetch_error {
-                return Err(e.into());
-            }
-            findings.push(finding(target_out(&key), &p.spec.faults, &ev.verdicts));
-        }
+        let target = TargetRef {
+            kind: w.kind,
+            name: w.name.clone(),
+        };
+        let live: Vec<LivePod> = pods
+            .iter()
+            .map(|p| LivePod {
+                name: p.name.clone(),
+                uid: String::new(),
+                started_at: p.started_at,
+            })
+            .collect();
+        // Offline, the workload is what kube-state-metrics shows: every pod counted available.
+        let workload = Workload {
+            target: target.clone(),
+            replicas: live.len() as i32,
+            available: live.len() as i32,
+            selector: None,
+            restarted_at: None,
+        };
+        let intent = engine::decide(&engine::Observed {
+            policy,
+            spec,
+            target: &target,
+            workload: Some(&workload),
+            pods: &live,
+            history: &[],
+            evaluated: &ev,
+            now,
+        });
+        findings.push(finding(target_out(w), &spec.faults, &ev.verdicts, &intent));
     }
     findings.sort_by(|a, b| a.target.cmp(&b.target));
     Ok(Report {
-        evaluated_at: jiff::Timestamp::from_millisecond((opts.at * 1000.0) as i64)
-            .map(|t| t.to_string())
-            .unwrap_or_default(),
+        evaluated_at: now.to_string(),
         findings,
-        queries,
+        queries: 3 + plan.len() as u32,
     })
+}
+
+fn intended_action(f: &FaultSpec, intent: &Intent) -> &'static str {
+    match intent {
+        Intent::Open(o) if o.status.phase == Phase::Escalated && o.spec.action.type_.mutates() => {
+            "Escalate"
+        }
+        Intent::Open(o) => o.spec.action.type_.as_str(),
+        Intent::Hold { .. } | Intent::Idle => "None",
+        Intent::Advance(_) => action_for(f).type_.as_str(),
+    }
 }
 
 fn target_out(w: &DiscoveredWorkload) -> TargetOut {

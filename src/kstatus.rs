@@ -22,11 +22,12 @@ pub enum Health {
     Failed,
 }
 
-/// The kstatus reading of a phase. A dry run is a complete record of a decision: Current.
+/// The kstatus reading of a phase. A dry run is a complete record of a decision, and an incident
+/// halted by the kill switch was stopped on purpose: both Current.
 pub fn health(phase: Phase) -> Health {
     match phase {
         Phase::Detected | Phase::Acting | Phase::Verifying => Health::InProgress,
-        Phase::Succeeded | Phase::DryRun => Health::Current,
+        Phase::Succeeded | Phase::DryRun | Phase::Halted => Health::Current,
         Phase::Failed | Phase::Escalated => Health::Failed,
     }
 }
@@ -113,6 +114,7 @@ mod tests {
             (Phase::Verifying, (t("False"), t("True"), t("False"))),
             (Phase::Succeeded, (t("True"), t("False"), t("False"))),
             (Phase::DryRun, (t("True"), t("False"), t("False"))),
+            (Phase::Halted, (t("True"), t("False"), t("False"))),
             (Phase::Escalated, (t("False"), t("False"), t("True"))),
             (Phase::Failed, (t("False"), t("False"), t("True"))),
         ] {

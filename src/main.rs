@@ -5,8 +5,9 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use homeostat::{
-    controller::{self, Context, Settings},
+    controller::{self, Context, SweepSettings},
     crd, diagnose,
+    diagnosis::Settings,
     metrics::Metrics,
     prometheus::{ClientConfig, PromClient},
     telemetry,
@@ -120,6 +121,31 @@ struct RunArgs {
     /// Also allow webhooks to any public https destination (never to an internal address).
     #[arg(long, env = "HOMEOSTAT_WEBHOOK_ALLOW_PUBLIC")]
     webhook_allow_public: bool,
+    /// Time between sweeps; a policy is evaluated on the first sweep after its interval.
+    #[arg(long, default_value = "5s")]
+    sweep_tick: SpecDuration,
+    /// Rewrite a policy's status at least this often even when nothing changed.
+    #[arg(long, default_value = "5m")]
+    status_heartbeat: SpecDuration,
+    /// Prometheus queries in flight at once, per Prometheus.
+    #[arg(long, default_value_t = 4)]
+    query_concurrency: usize,
+    /// Apiserver writes in flight at once.
+    #[arg(long, default_value_t = 16)]
+    write_concurrency: usize,
+    /// Disruptive actions (evict, scale, roll) allowed to start per minute across all policies.
+    #[arg(
+        long,
+        env = "HOMEOSTAT_MAX_DISRUPTIONS_PER_MINUTE",
+        default_value_t = 10
+    )]
+    max_disruptions_per_minute: u32,
+    /// Hold every disruptive action while more than this share of watched workloads is faulty.
+    #[arg(long, env = "HOMEOSTAT_STORM_FRACTION", default_value_t = 0.3)]
+    storm_fraction: f64,
+    /// ... and at least this many of them.
+    #[arg(long, env = "HOMEOSTAT_STORM_MIN_FAULTY", default_value_t = 5)]
+    storm_min_faulty: usize,
 }
 
 /// How series are read: shared by `run`, `diagnose` and `backtest`.
@@ -144,6 +170,7 @@ impl QueryArgs {
             stale_after: self.stale_after.as_secs_f64(),
             query_timeout,
             namespaces,
+            ..Settings::default()
         }
     }
 }
@@ -352,9 +379,21 @@ async fn run_operator(a: RunArgs) -> anyhow::Result<()> {
         drop(leading_tx);
         None
     };
-    let settings = a
+    let mut query = a
         .query
         .settings(a.query_timeout.get(), a.namespaces.clone());
+    query.query_concurrency = a.query_concurrency.max(1);
+    let settings = SweepSettings {
+        query,
+        tick: a.sweep_tick.get(),
+        heartbeat: a.status_heartbeat.get(),
+        write_concurrency: a.write_concurrency.max(1),
+        fleet: homeostat::remediation::fleet::FleetLimits {
+            max_per_minute: a.max_disruptions_per_minute,
+            storm_fraction: a.storm_fraction.clamp(0.0, 1.0),
+            storm_min_faulty: a.storm_min_faulty,
+        },
+    };
     info!(
         prometheus = a.prometheus_url.as_deref().unwrap_or("(per policy)"),
         namespaces = ?a.namespaces,
@@ -369,7 +408,6 @@ async fn run_operator(a: RunArgs) -> anyhow::Result<()> {
         Context::new(client, default_prom, metrics, settings, leading_rx)
             .with_egress(prom_sources, notifier),
     );
-    let _ = ready_tx.send(true);
     let mut stop = shutdown_rx.clone();
     let signal = async move {
         shutdown_signal().await;
@@ -377,7 +415,7 @@ async fn run_operator(a: RunArgs) -> anyhow::Result<()> {
         let _ = shutdown_tx.send(true);
     };
     tokio::spawn(signal);
-    controller::run(ctx, async move {
+    controller::run(ctx, ready_tx, async move {
         let _ = stop.wait_for(|s| *s).await;
     })
     .await;

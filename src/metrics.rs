@@ -58,6 +58,22 @@ pub struct Metrics {
     pub active_remediations: Gauge,
     /// 1 while this replica holds the leader lease (or runs without election).
     pub leader: Gauge,
+    /// Apiserver writes by kind (status, remediation, remediation_status, action, event).
+    pub apiserver_writes: Family<ResultLabel, Counter>,
+    /// Webhook notifications by result.
+    pub notifications: Family<ResultLabel, Counter>,
+    /// Seconds from a sweep's start to every due policy decided and applied.
+    pub sweep_duration: Histogram,
+    /// Distinct Prometheus queries of the last sweep.
+    pub sweep_queries: Gauge,
+    /// Policies evaluated by the last sweep.
+    pub sweep_policies: Gauge,
+    /// Policy status writes skipped because nothing changed.
+    pub status_unchanged: Counter,
+    /// Firing faults held by a guard, by reason (Cooldown, ClusterBudget, StormBrake, ...).
+    pub holds: Family<ResultLabel, Counter>,
+    /// 1 while the storm brake holds every disruptive action.
+    pub storm_brake: Gauge,
 }
 
 impl Metrics {
@@ -80,6 +96,16 @@ impl Metrics {
             reconcile_errors: Family::default(),
             active_remediations: Gauge::default(),
             leader: Gauge::default(),
+            apiserver_writes: Family::default(),
+            notifications: Family::default(),
+            sweep_duration: Histogram::new([
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            sweep_queries: Gauge::default(),
+            sweep_policies: Gauge::default(),
+            status_unchanged: Counter::default(),
+            holds: Family::default(),
+            storm_brake: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("homeostat");
         r.register(
@@ -120,6 +146,46 @@ impl Metrics {
             m.active_remediations.clone(),
         );
         r.register("leader", "1 while this replica may act", m.leader.clone());
+        r.register(
+            "apiserver_writes",
+            "Apiserver writes by kind",
+            m.apiserver_writes.clone(),
+        );
+        r.register(
+            "notifications",
+            "Webhook notifications by result",
+            m.notifications.clone(),
+        );
+        r.register(
+            "sweep_duration_seconds",
+            "Seconds from a sweep's start to every due policy decided and applied",
+            m.sweep_duration.clone(),
+        );
+        r.register(
+            "sweep_queries",
+            "Distinct Prometheus queries of the last sweep",
+            m.sweep_queries.clone(),
+        );
+        r.register(
+            "sweep_policies",
+            "Policies evaluated by the last sweep",
+            m.sweep_policies.clone(),
+        );
+        r.register(
+            "holds",
+            "Firing faults held by a guard, by reason",
+            m.holds.clone(),
+        );
+        r.register(
+            "storm_brake",
+            "1 while the storm brake holds every disruptive action",
+            m.storm_brake.clone(),
+        );
+        r.register(
+            "status_unchanged",
+            "Policy status writes skipped because nothing changed",
+            m.status_unchanged.clone(),
+        );
         m
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use homeostat::{
     backtest::{self, Options},
-    controller::Settings,
+    diagnosis::Settings,
     v1alpha1::{ActionType, Phase, RemediationPolicy},
 };
 use support::{

@@ -8,9 +8,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use homeostat::{
-    controller::{Settings, evaluate_policy},
     diagnose::{self, Finding, Options},
-    diagnosis::fetch::PodRef,
+    diagnosis::{Settings, Subject, fetch::PodRef, sweep},
     v1alpha1::{FaultKind, RemediationPolicySpec},
 };
 use support::{
@@ -357,7 +356,13 @@ async fn cost_of_one_evaluation_of_a_twenty_pod_deployment() {
     let mut op_times = vec![];
     for _ in 0..runs {
         let t = Instant::now();
-        let ev = evaluate_policy(&c, &spec, "big", &pods, at, &settings).await;
+        let subject = Subject {
+            spec: &spec,
+            namespace: "big",
+            workload: "web",
+            pods: &pods,
+        };
+        let ev = sweep::evaluate_one(&c, &subject, at, &settings).await;
         op_times.push(t.elapsed());
         assert!(ev.fetch_error.is_none(), "{:?}", ev.fetch_error);
         assert_eq!(ev.queries, 6);
@@ -372,7 +377,7 @@ async fn cost_of_one_evaluation_of_a_twenty_pod_deployment() {
     println!(
         "20-pod Deployment ({samples} backfilled samples), {runs} evaluations each:\n  \
          diagnose (discovery + batch): {} queries/evaluation, wall time min {:?} median {:?} max {:?}\n  \
-         operator evaluate_policy:     {} queries/evaluation, wall time min {:?} median {:?} max {:?}",
+         operator sweep (one workload): {} queries/evaluation, wall time min {:?} median {:?} max {:?}",
         queries[0],
         times[0],
         times[runs / 2],

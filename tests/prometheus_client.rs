@@ -408,7 +408,7 @@ async fn a_stale_series_is_inconclusive_never_healthy_by_zero() {
                     at,
                     namespace: Some(ns.into()),
                     policies: vec![],
-                    settings: homeostat::controller::Settings::default(),
+                    settings: homeostat::diagnosis::Settings::default(),
                 },
             )
             .await

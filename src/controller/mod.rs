@@ -1,70 +1,72 @@
-//! The controller: watches RemediationPolicies and runs one evaluation per policy per interval.
+//! The controller: watches fill caches, and one sweep per tick evaluates every due policy at once.
+//!
+//! A sweep is a pipeline of named steps (see [`sweep`]): observe (caches) → evaluate (batched
+//! Prometheus queries) → decide (the pure incident engine) → apply (apiserver writes) → status
+//! (written only when it changed).
 
-mod evaluate;
-mod incident;
+mod apply;
+mod cache;
+mod events;
 pub mod prom;
+mod status;
+mod sweep;
 mod validate;
 
-pub use evaluate::{Evaluated, evaluate_policy};
+pub use cache::{POLICY_LABEL, TARGET_LABEL};
+pub use status::{MAX_TARGETS, digest};
+pub use sweep::SweepState;
 pub use validate::validate;
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use futures::StreamExt;
+use futures::future::BoxFuture;
 use kube::{
-    Api, Client, ResourceExt,
-    runtime::{
-        Controller, PredicateConfig, WatchStreamExt,
-        controller::Action,
-        events::{Recorder, Reporter},
-        predicates,
-        reflector::{self, ObjectRef},
-        watcher,
-    },
+    Api, Client,
+    runtime::events::{Recorder, Reporter},
 };
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::{
-    Error,
+    diagnosis::Settings,
     metrics::{Metrics, ResultLabel},
     prometheus::PromClient,
-    v1alpha1::{Remediation, RemediationPolicy},
+    v1alpha1::{PrometheusSource, Remediation, RemediationPolicy},
 };
 
-/// Settings of the controller that are not per policy.
+/// Settings of the sweep loop.
 #[derive(Clone, Debug)]
-pub struct Settings {
-    /// Resolution of range queries (seconds).
-    pub step: f64,
-    /// `rate()` / `last_over_time()` window (a PromQL duration).
-    pub window: String,
-    /// A series with no point this recent (seconds) is missing.
-    pub stale_after: f64,
-    /// Timeout per Prometheus request.
-    pub query_timeout: Duration,
-    /// Namespaces to watch; empty means all.
-    pub namespaces: Vec<String>,
+pub struct SweepSettings {
+    /// How series are read.
+    pub query: Settings,
+    /// Time between sweeps; each policy is evaluated on the first sweep after its interval.
+    pub tick: Duration,
+    /// A policy's status is rewritten at least this often even when nothing changed.
+    pub heartbeat: Duration,
+    /// Apiserver writes in flight at once.
+    pub write_concurrency: usize,
+    /// Limits across every policy.
+    pub fleet: crate::remediation::fleet::FleetLimits,
 }
 
-impl Default for Settings {
-    /// The command-line defaults: 15 s step, 1 m window, stale after 45 s, 10 s timeout, all namespaces.
+impl Default for SweepSettings {
+    /// A 5 s tick, a 5 min status heartbeat, 16 writes in flight.
     fn default() -> Self {
         Self {
-            step: 15.0,
-            window: "60s".into(),
-            stale_after: 45.0,
-            query_timeout: Duration::from_secs(10),
-            namespaces: vec![],
+            query: Settings::default(),
+            tick: Duration::from_secs(5),
+            heartbeat: Duration::from_secs(300),
+            write_concurrency: 16,
+            fleet: Default::default(),
         }
     }
 }
 
-/// Shared state of all reconciles.
+/// Shared state of the controller.
 pub struct Context {
     /// Kubernetes client.
     pub client: Client,
@@ -75,34 +77,39 @@ pub struct Context {
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Settings.
-    pub settings: Settings,
+    pub settings: SweepSettings,
     /// Which Prometheus URLs policies may use (`--prometheus-allow`), and the answer cap.
     pub prom_sources: prom::Sources,
     /// Sends notifications to allow-listed webhooks only (`--webhook-allow`).
     pub notifier: crate::notify::Notifier,
-    /// Whether this replica may act (leader); evaluation still runs when false.
+    /// Whether this replica may act (leader).
     pub leading: watch::Receiver<bool>,
-    failures: Mutex<HashMap<ObjectRef<RemediationPolicy>, u32>>,
-    active: Mutex<std::collections::HashSet<ObjectRef<RemediationPolicy>>>,
+    caches: Arc<cache::Caches>,
+    watches: Mutex<Vec<BoxFuture<'static, ()>>>,
+    prom_clients: Mutex<HashMap<String, (Instant, PromClient)>>,
 }
 
+/// How long a policy's own Prometheus client (and the Secret it was built from) is reused.
+const PROM_CLIENT_TTL: Duration = Duration::from_secs(300);
+
 impl Context {
-    /// Builds the context.
+    /// Builds the context and the watches that fill its caches (started by [`run`]).
     pub fn new(
         client: Client,
         default_prom: Option<PromClient>,
         metrics: Arc<Metrics>,
-        settings: Settings,
+        settings: SweepSettings,
         leading: watch::Receiver<bool>,
     ) -> Self {
         let reporter = Reporter {
             controller: "homeostat".into(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let (caches, watches) = cache::Caches::start(&client, &settings.query.namespaces);
         let prom_sources = prom::Sources::new(
             default_prom.clone(),
             vec![],
-            settings.query_timeout,
+            settings.query.query_timeout,
             crate::prometheus::DEFAULT_MAX_BODY,
         );
         Self {
@@ -114,8 +121,9 @@ impl Context {
             prom_sources,
             notifier: crate::notify::Notifier::deny_all(),
             leading,
-            failures: Mutex::new(HashMap::new()),
-            active: Mutex::new(std::collections::HashSet::new()),
+            caches,
+            watches: Mutex::new(watches),
+            prom_clients: Mutex::new(HashMap::new()),
         }
     }
 
@@ -126,61 +134,55 @@ impl Context {
         self
     }
 
-    /// Records whether a policy has an open incident and updates the `active_remediations` gauge.
-    fn set_active(&self, key: ObjectRef<RemediationPolicy>, open: bool) {
-        if let Ok(mut a) = self.active.lock() {
-            if open {
-                a.insert(key);
-            } else {
-                a.remove(&key);
-            }
-            self.metrics.active_remediations.set(a.len() as i64);
-        }
-    }
-
-    fn reset_backoff(&self, key: &ObjectRef<RemediationPolicy>) {
-        if let Ok(mut f) = self.failures.lock() {
-            f.remove(key);
-        }
-    }
-
-    /// Exponential backoff per policy: 5 s, 10 s, … up to 5 min.
-    fn backoff(&self, key: ObjectRef<RemediationPolicy>) -> Duration {
-        let n = self
-            .failures
-            .lock()
-            .map(|mut f| {
-                let c = f.entry(key).or_insert(0);
-                *c = c.saturating_add(1);
-                *c
+    fn count_write(&self, kind: &str) {
+        self.metrics
+            .apiserver_writes
+            .get_or_create(&ResultLabel {
+                result: kind.into(),
             })
-            .unwrap_or(1);
-        Duration::from_secs((5u64 << n.min(6).saturating_sub(1)).min(300))
+            .inc();
     }
-}
 
-fn error_policy(policy: Arc<RemediationPolicy>, err: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff(ObjectRef::from_obj(&*policy));
-    ctx.metrics
-        .reconcile_errors
-        .get_or_create(&ResultLabel {
-            result: err.category().into(),
-        })
-        .inc();
-    warn!(
-        policy = %policy.name_any(),
-        namespace = %policy.namespace().unwrap_or_default(),
-        error = %err,
-        retry_in_s = delay.as_secs(),
-        "reconcile failed; will retry"
-    );
-    Action::requeue(delay)
-}
+    fn caches_remember(&self, r: &Remediation) {
+        self.caches.remember(r);
+    }
 
-async fn reconcile(policy: Arc<RemediationPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let action = evaluate::reconcile(&policy, &ctx).await?;
-    ctx.reset_backoff(&ObjectRef::from_obj(&*policy));
-    Ok(action)
+    /// The Prometheus client of a policy: the operator's default, or one built from
+    /// `spec.prometheus` (cached for a few minutes, so the Secret is not read every sweep). The
+    /// URL must be in `prom_sources.allow`, checked before the Secret is read.
+    async fn prom_for(
+        &self,
+        ns: &str,
+        source: Option<&PrometheusSource>,
+    ) -> Result<PromClient, String> {
+        let Some(src) = source else {
+            return self
+                .default_prom
+                .clone()
+                .ok_or_else(|| prom::SourceError::NoPrometheus.to_string());
+        };
+        // Refuse before the cache: a URL outside the allow-list never gets a client.
+        prom::check_source(Some(src), &self.prom_sources).map_err(|e| e.to_string())?;
+        let key = format!(
+            "{ns}\n{}\n{:?}\n{:?}",
+            src.url,
+            src.auth_secret_ref.as_ref().map(|s| &s.name),
+            src.timeout
+        );
+        if let Ok(m) = self.prom_clients.lock()
+            && let Some((at, c)) = m.get(&key)
+            && at.elapsed() < PROM_CLIENT_TTL
+        {
+            return Ok(c.clone());
+        }
+        let c = prom::client_for_policy(&self.client, ns, Some(src), &self.prom_sources)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Ok(mut m) = self.prom_clients.lock() {
+            m.insert(key, (Instant::now(), c.clone()));
+        }
+        Ok(c)
+    }
 }
 
 /// Waits until the CRDs are served (installed and established), logging while it waits. Probes the
@@ -197,7 +199,11 @@ pub async fn wait_for_crds(client: &Client, namespaces: &[String]) {
     let lp = kube::api::ListParams::default().limit(1);
     let mut delay = Duration::from_secs(1);
     loop {
-        match (policies.list(&lp).await, remediations.list(&lp).await) {
+        // Metadata only: one undecodable object must not keep the operator from starting.
+        match (
+            policies.list_metadata(&lp).await,
+            remediations.list_metadata(&lp).await,
+        ) {
             (Ok(_), Ok(_)) => return,
             (Err(e), _) | (_, Err(e)) => {
                 warn!(error = %e, "homeostat CRDs not served yet (install crds/ or the Helm chart), or RBAC forbids listing them; retrying in {}s", delay.as_secs());
@@ -208,50 +214,47 @@ pub async fn wait_for_crds(client: &Client, namespaces: &[String]) {
     }
 }
 
-/// Runs the controller until `shutdown` resolves.
+/// Runs the watches and the sweep loop until `shutdown` resolves; `ready` turns true once every
+/// cache has its first complete list.
 pub async fn run(
     ctx: Arc<Context>,
+    ready: watch::Sender<bool>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    let client = ctx.client.clone();
-    let apis: Vec<(Api<RemediationPolicy>, Api<Remediation>)> =
-        if ctx.settings.namespaces.is_empty() {
-            vec![(Api::all(client.clone()), Api::all(client.clone()))]
-        } else {
-            ctx.settings
-                .namespaces
-                .iter()
-                .map(|ns| {
-                    (
-                        Api::namespaced(client.clone(), ns),
-                        Api::namespaced(client.clone(), ns),
-                    )
-                })
-                .collect()
-        };
-    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
-    let controllers = apis.into_iter().map(|(policies, _)| {
-        let ctx = ctx.clone();
-        let shutdown = shutdown.clone();
-        // Only spec changes (generation) trigger a reconcile; our own status writes do not.
-        // Each reconcile requeues itself after the policy's interval.
-        let (reader, writer) = reflector::store();
-        let trigger = watcher(policies, watcher::Config::default().any_semantic())
-            .default_backoff()
-            .reflect(writer)
-            .applied_objects()
-            .predicate_filter(predicates::generation, PredicateConfig::default());
-        Controller::for_stream(trigger, reader)
-            .graceful_shutdown_on(shutdown)
-            .run(reconcile, error_policy, ctx)
-            .for_each(|res| async move {
-                match res {
-                    Ok((obj, _)) => tracing::debug!(policy = %obj, "reconciled"),
-                    Err(e) => tracing::debug!(error = %e, "reconcile loop error"),
-                }
-            })
-    });
-    info!("controller started");
-    futures::future::join_all(controllers).await;
-    info!("controller stopped");
+    let watches: Vec<_> = ctx
+        .watches
+        .lock()
+        .map(|mut w| std::mem::take(&mut *w))
+        .unwrap_or_default();
+    let handles: Vec<_> = watches.into_iter().map(tokio::spawn).collect();
+    futures::pin_mut!(shutdown);
+    tokio::select! {
+        _ = ctx.caches.wait_ready() => {},
+        _ = &mut shutdown => {
+            handles.iter().for_each(|h| h.abort());
+            return;
+        }
+    }
+    let _ = ready.send(true);
+    info!(
+        tick_s = ctx.settings.tick.as_secs_f64(),
+        "caches synced; sweeping"
+    );
+    let mut state = SweepState::default();
+    let mut ticker = tokio::time::interval(ctx.settings.tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {},
+            _ = &mut shutdown => break,
+        }
+        if !*ctx.leading.borrow() {
+            // A standby neither evaluates nor writes; it keeps its caches warm.
+            state.forget_writes();
+            continue;
+        }
+        sweep::run_once(&ctx, &mut state).await;
+    }
+    info!("sweep loop stopped");
+    handles.iter().for_each(|h| h.abort());
 }

@@ -1,8 +1,9 @@
 //! Batched reads: one range query per signal per evaluation, grouped by pod, never one per pod.
 
-use std::collections::{BTreeMap, BTreeSet};
-
-use futures::future::try_join_all;
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::Arc,
+};
 
 use super::{
     input::{PodSeries, StdSignal, WorkloadSeries},
@@ -13,7 +14,7 @@ use crate::{
         PromClient, PromError, Series,
         template::{TemplateError, Vars, escape_regex, exact_alternation},
     },
-    v1alpha1::{FaultSpec, Pattern, QueryOverrides, Signal, WorkloadKind},
+    v1alpha1::{FaultSpec, Pattern, QueryOverrides, WorkloadKind},
 };
 
 const SEL: &str = r#"namespace=~"{{ namespace }}", pod=~"{{ pods }}""#;
@@ -126,48 +127,6 @@ pub fn needed(faults: &[FaultSpec]) -> BTreeSet<StdSignal> {
     n
 }
 
-/// The time range one evaluation reads: the longest `for` window, aligned so the last point is `now`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Range {
-    /// First point (unix seconds).
-    pub start: f64,
-    /// Last point: the evaluation time.
-    pub end: f64,
-    /// Seconds between points.
-    pub step: f64,
-}
-
-impl Range {
-    /// The range covering every fault's window at `now` (a CrashLoop fault looks back at least
-    /// 10 minutes, for loops at kubelet's capped 5-minute back-off).
-    pub fn for_faults(faults: &[FaultSpec], now: f64, step: f64) -> Self {
-        let longest = faults
-            .iter()
-            .map(|f| match f.pattern {
-                Pattern::CrashLoop => f.for_.as_secs_f64().max(BACKOFF_LOOKBACK),
-                _ => f.for_.as_secs_f64(),
-            })
-            .fold(step, f64::max);
-        let steps = (longest / step).ceil() + 1.0;
-        Self {
-            start: now - steps * step,
-            end: now,
-            step,
-        }
-    }
-}
-
-/// What one evaluation's queries returned.
-#[derive(Clone, Debug, Default)]
-pub struct Fetched {
-    /// Standard signals.
-    pub std: BTreeMap<StdSignal, Vec<Series>>,
-    /// User signals by name.
-    pub signals: BTreeMap<String, Vec<Series>>,
-    /// Queries issued.
-    pub queries: u32,
-}
-
 /// Why a fetch failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -216,59 +175,21 @@ pub fn workload_vars(namespace: &str, workload: &str, pods: &[String], window: &
         .set("window", window)
 }
 
-/// Runs the needed standard queries and the user signals concurrently, one query each.
-pub async fn fetch(
-    client: &PromClient,
-    queries: &QuerySet,
-    needed: &BTreeSet<StdSignal>,
-    signals: &[&Signal],
-    vars: &Vars,
-    range: Range,
-) -> Result<Fetched, FetchError> {
-    let mut rendered: Vec<(Option<StdSignal>, String, String)> = vec![];
-    for s in needed {
-        let q = vars
-            .render(queries.template(*s))
-            .map_err(|source| FetchError::Template {
-                signal: s.as_str().into(),
-                source,
-            })?;
-        rendered.push((Some(*s), s.as_str().to_string(), q));
+/// Seconds of history a standard signal must cover for these faults: the longest `for` of the
+/// faults that read it (a CrashLoop looks back at least 10 minutes, for loops at kubelet's capped
+/// 5-minute back-off; limits are read at their latest point only).
+pub fn signal_span(faults: &[FaultSpec], sig: StdSignal, step: f64) -> f64 {
+    if matches!(sig, StdSignal::CpuLimit | StdSignal::MemoryLimit) {
+        return step * 2.0;
     }
-    for s in signals {
-        let q = vars
-            .render(&s.query)
-            .map_err(|source| FetchError::Template {
-                signal: s.name.clone(),
-                source,
-            })?;
-        rendered.push((None, s.name.clone(), q));
-    }
-    let results = try_join_all(rendered.iter().map(|(_, name, q)| async move {
-        client
-            .range(q, range.start, range.end, range.step)
-            .await
-            .map_err(|source| FetchError::Prometheus {
-                signal: name.clone(),
-                source,
-            })
-    }))
-    .await?;
-    let mut out = Fetched {
-        queries: rendered.len() as u32,
-        ..Fetched::default()
-    };
-    for ((std, name, _), series) in rendered.into_iter().zip(results) {
-        match std {
-            Some(s) => {
-                out.std.insert(s, series);
-            }
-            None => {
-                out.signals.insert(name, series);
-            }
-        }
-    }
-    Ok(out)
+    faults
+        .iter()
+        .filter(|f| needed(std::slice::from_ref(f)).contains(&sig))
+        .map(|f| match f.pattern {
+            Pattern::CrashLoop => f.for_.as_secs_f64().max(BACKOFF_LOOKBACK),
+            _ => f.for_.as_secs_f64(),
+        })
+        .fold(step, f64::max)
 }
 
 /// A pod to assemble series for.
@@ -282,34 +203,49 @@ pub struct PodRef {
     pub started_at: Option<f64>,
 }
 
-/// Builds a workload's input from fetched series, picking each pod's series by its labels.
-pub fn assemble(fetched: &Fetched, pods: &[PodRef]) -> WorkloadSeries {
-    let index: BTreeMap<StdSignal, BTreeMap<(String, String), &Series>> = fetched
-        .std
-        .iter()
-        .map(|(sig, series)| {
-            let m = series
-                .iter()
-                .filter_map(|s| {
-                    let pod = s.label("pod")?;
-                    Some((
-                        (
-                            s.label("namespace").unwrap_or("").to_string(),
-                            pod.to_string(),
-                        ),
-                        s,
-                    ))
-                })
-                .collect();
-            (*sig, m)
-        })
-        .collect();
-    let find = |sig: StdSignal, p: &PodRef| -> Option<&Series> {
-        let m = index.get(&sig)?;
-        m.get(&(p.namespace.clone(), p.name.clone()))
-            .or_else(|| m.get(&(String::new(), p.name.clone())))
-            .copied()
-    };
+/// A query's answer with its series indexed by `(namespace, pod)`, built once per sweep and read
+/// by every workload that shares the query.
+#[derive(Debug, Default)]
+pub struct Indexed {
+    /// The series as Prometheus returned them.
+    pub series: Vec<Series>,
+    by_pod: HashMap<(String, String), usize>,
+}
+
+impl Indexed {
+    /// Indexes series by their `namespace` and `pod` labels (series without a pod label are kept
+    /// but not indexed).
+    pub fn new(series: Vec<Series>) -> Self {
+        let by_pod = series
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let pod = s.label("pod")?;
+                let ns = s.label("namespace").unwrap_or("");
+                Some(((ns.to_string(), pod.to_string()), i))
+            })
+            .collect();
+        Self { series, by_pod }
+    }
+
+    /// The series of one pod (a series without a namespace label matches any namespace).
+    pub fn pod(&self, namespace: &str, pod: &str) -> Option<&Series> {
+        let key = (namespace.to_string(), pod.to_string());
+        self.by_pod
+            .get(&key)
+            .or_else(|| self.by_pod.get(&(String::new(), key.1)))
+            .and_then(|i| self.series.get(*i))
+    }
+}
+
+/// Builds a workload's input from indexed answers, picking each pod's series by its labels.
+pub fn assemble_indexed(
+    std: &BTreeMap<StdSignal, Arc<Indexed>>,
+    signals: &BTreeMap<String, Arc<Indexed>>,
+    pods: &[PodRef],
+) -> WorkloadSeries {
+    let find =
+        |sig: StdSignal, p: &PodRef| std.get(&sig).and_then(|ix| ix.pod(&p.namespace, &p.name));
     let points = |sig, p: &PodRef| find(sig, p).map(|s| s.points.clone()).unwrap_or_default();
     let latest = |sig, p: &PodRef| {
         find(sig, p)
@@ -330,7 +266,10 @@ pub fn assemble(fetched: &Fetched, pods: &[PodRef]) -> WorkloadSeries {
             memory_limit: latest(StdSignal::MemoryLimit, p),
         })
         .collect();
-    let signals = fetched.signals.clone();
+    let signals = signals
+        .iter()
+        .map(|(k, v)| (k.clone(), v.series.clone()))
+        .collect();
     WorkloadSeries { pods, signals }
 }
 

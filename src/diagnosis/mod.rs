@@ -6,9 +6,11 @@ pub mod fetch;
 mod input;
 mod patterns;
 pub mod stats;
+pub mod sweep;
 
 pub use input::{EvalContext, PodSeries, StdSignal, WorkloadSeries, window};
 pub use patterns::{Params, Verdict, evaluate};
+pub use sweep::{Evaluated, Settings, Subject};
 
 use crate::v1alpha1::{ActionSpec, ActionType, FaultKind, FaultSpec, Pattern, ScaleSpec};
 
@@ -60,6 +62,11 @@ pub fn choose<'a>(
         return None;
     }
     pairs().find(|(_, v)| v.verdict.kind.is_fault())
+}
+
+/// Whether a firing verdict calls for its action now (the classification alone is reported).
+pub fn actionable(v: &FaultVerdict) -> bool {
+    v.verdict.kind.is_fault()
 }
 
 /// The workload-level finding of a set of verdicts: the chosen fault, else Inconclusive if any

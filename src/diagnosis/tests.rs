@@ -514,11 +514,12 @@ fn default_actions_follow_the_pattern() {
 
 #[test]
 fn a_crash_loop_fault_reads_ten_minutes_of_restarts() {
-    use super::fetch::Range;
-    let r = Range::for_faults(&[fault(Pattern::CrashLoop, 300)], NOW, STEP);
-    assert_eq!(r.end, NOW);
-    assert_eq!(r.start, NOW - 41.0 * STEP, "{r:?}");
-    // Other patterns read their own window only.
-    let r = Range::for_faults(&[fault(Pattern::RunawayProcess, 120)], NOW, STEP);
-    assert_eq!(r.start, NOW - 9.0 * STEP, "{r:?}");
+    use super::{StdSignal, fetch::signal_span};
+    let span = signal_span(&[fault(Pattern::CrashLoop, 300)], StdSignal::Restarts, STEP);
+    assert_eq!(span, 600.0);
+    // Other patterns read their own window only; limits only their latest points.
+    let runaway = [fault(Pattern::RunawayProcess, 120)];
+    assert_eq!(signal_span(&runaway, StdSignal::Cpu, STEP), 120.0);
+    assert_eq!(signal_span(&runaway, StdSignal::CpuLimit, STEP), 2.0 * STEP);
+    assert_eq!(signal_span(&runaway, StdSignal::Restarts, STEP), STEP);
 }

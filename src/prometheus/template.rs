@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 /// Why a template could not be rendered.
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
 pub enum TemplateError {
     /// `{{ x }}` names no known variable.
     #[error("unknown placeholder {{{{ {0} }}}}; known: namespace, workload, pods, window")]

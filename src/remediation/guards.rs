@@ -75,8 +75,13 @@ pub fn may_act(guards: &GuardSpec, history: &[Remediation], now: Timestamp) -> R
         return Err(suspended());
     }
     budget(guards, history, now)?;
-    let times = action_times(history);
-    if let Some(last) = times.last() {
+    // Every incident counts, whatever its end: one that failed or escalated at plan time must not
+    // reopen on the next evaluation (an incident storm).
+    let last = action_times(history)
+        .last()
+        .copied()
+        .max(last_opened(history));
+    if let Some(last) = last.as_ref() {
         let cooldown =
             SignedDuration::try_from(guards.cooldown.get()).unwrap_or(SignedDuration::MAX);
         let since = now.duration_since(*last);
@@ -84,7 +89,7 @@ pub fn may_act(guards: &GuardSpec, history: &[Remediation], now: Timestamp) -> R
             return Err(Refusal {
                 reason: "Cooldown",
                 message: format!(
-                    "last action {}s ago; cooldown is {} ({}s left)",
+                    "last incident or action {}s ago; cooldown is {} ({}s left)",
                     since.as_secs(),
                     guards.cooldown,
                     (cooldown - since).as_secs()
@@ -93,6 +98,14 @@ pub fn may_act(guards: &GuardSpec, history: &[Remediation], now: Timestamp) -> R
         }
     }
     Ok(())
+}
+
+/// When the newest incident on record was opened.
+pub fn last_opened(history: &[Remediation]) -> Option<Timestamp> {
+    history
+        .iter()
+        .filter_map(|r| r.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        .max()
 }
 
 /// Whether the hourly action budget allows one more action (also checked before a retry).
@@ -197,9 +210,20 @@ mod tests {
     }
 
     #[test]
-    fn refused_and_pending_attempts_do_not_count_but_dry_runs_cool_down() {
-        let h = vec![incident(&[0, 10, 20], AttemptResult::Blocked)];
-        assert!(may_act(&guards(), &h, at(30)).is_ok());
+    fn every_incident_cools_down_whatever_its_end() {
+        // Blocked or failed attempts are not actions, but the incident itself still counts:
+        // otherwise an action that always fails reopens an incident every evaluation.
+        let mut h = vec![incident(&[0, 10, 20], AttemptResult::Blocked)];
+        h[0].metadata.creation_timestamp = Some(Time(at(0)));
+        assert_eq!(
+            may_act(&guards(), &h, at(30)).map_err(|r| r.reason),
+            Err("Cooldown")
+        );
+        assert!(may_act(&guards(), &h, at(601)).is_ok());
+        assert!(
+            budget(&guards(), &h, at(30)).is_ok(),
+            "refusals spend no budget"
+        );
         let h = vec![incident(&[0], AttemptResult::DryRun)];
         assert_eq!(
             may_act(&guards(), &h, at(30)).map_err(|r| r.reason),

@@ -96,7 +96,9 @@ pub fn step(
             }
         },
         Phase::Verifying => verifying(s, verify, check, now),
-        Phase::Succeeded | Phase::Failed | Phase::Escalated | Phase::DryRun => (s, Next::Idle),
+        Phase::Succeeded | Phase::Failed | Phase::Escalated | Phase::DryRun | Phase::Halted => {
+            (s, Next::Idle)
+        }
     }
 }
 

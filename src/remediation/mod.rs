@@ -1,5 +1,8 @@
-//! Incidents: the lifecycle state machine (pure), the guards (pure) and the actions (apiserver edge).
+//! Incidents: the engine that decides (pure), the lifecycle state machine (pure), the guards (pure)
+//! and the actions (apiserver edge).
 
 pub mod actions;
+pub mod engine;
+pub mod fleet;
 pub mod guards;
 pub mod lifecycle;

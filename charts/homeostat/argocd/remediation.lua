@@ -1,6 +1,7 @@
 -- Argo CD health check for homeostat.dev/Remediation (one incident).
 -- Reads the kstatus conditions when the operator writes them, else the phase:
--- Detected/Acting/Verifying -> Progressing, Succeeded/DryRun -> Healthy, Failed/Escalated -> Degraded.
+-- Detected/Acting/Verifying -> Progressing, Succeeded/DryRun -> Healthy, Failed/Escalated -> Degraded,
+-- Halted (stopped by the kill switch) -> Suspended.
 local hs = {}
 local s = obj.status
 if s == nil then
@@ -14,6 +15,11 @@ local function cond(t)
     if c.type == t then return c end
   end
   return nil
+end
+if s.phase == "Halted" then
+  hs.status = "Suspended"
+  hs.message = "Halted: " .. (s.message or "stopped by suspend or dryRun")
+  return hs
 end
 local stalled, reconciling, ready = cond("Stalled"), cond("Reconciling"), cond("Ready")
 local msg = s.message or ""

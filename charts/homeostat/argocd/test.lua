@@ -23,6 +23,8 @@ check(R, "phase Succeeded (no conditions)", { status = { phase = "Succeeded" } }
 check(R, "phase Escalated (no conditions)", { status = { phase = "Escalated" } }, "Degraded")
 check(R, "phase Failed (no conditions)", { status = { phase = "Failed" } }, "Degraded")
 check(R, "phase DryRun (no conditions)", { status = { phase = "DryRun" } }, "Healthy")
+check(R, "phase Halted (kill switch)", { status = { phase = "Halted", conditions = {
+  c("Ready", "True", "Halted", "suspend set while open") } } }, "Suspended")
 check(R, "Reconciling=True", { status = { phase = "Verifying", conditions = {
   c("Ready", "False", "Progressing", "waiting"), c("Reconciling", "True", "Verifying", "clear for 30s of 2m"),
   c("Stalled", "False", "Verifying", "") } } }, "Progressing")

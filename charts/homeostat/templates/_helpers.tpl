@@ -78,27 +78,31 @@ per-namespace Roles (watchNamespaces). One comment per rule: the call the operat
 - apiGroups: ["homeostat.dev"]
   resources: ["remediationpolicies/status"]
   verbs: ["patch"]
-# Open incidents (create) and read a policy's incident history (list by policy label).
+# Open incidents (create) and keep every policy's incident history in a cache (list + watch).
 - apiGroups: ["homeostat.dev"]
   resources: ["remediations"]
-  verbs: ["list", "create"]
+  verbs: ["list", "watch", "create"]
 # Advance an incident: server-side apply on the status subresource.
 - apiGroups: ["homeostat.dev"]
   resources: ["remediations/status"]
   verbs: ["patch"]
-# Read the target workload (selector, replicas, restartedAt); RolloutRestart patches the
-# kubectl.kubernetes.io/restartedAt annotation of its pod template.
+# Cache the workloads (selector, replicas, labels, restartedAt: list + watch), re-read one before
+# a RolloutRestart, which patches the kubectl.kubernetes.io/restartedAt pod-template annotation.
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets"]
-  verbs: ["get", "patch"]
+  verbs: ["get", "list", "watch", "patch"]
+# Match pods to Deployments through their ReplicaSet owner (metadata-only list + watch).
+- apiGroups: ["apps"]
+  resources: ["replicasets"]
+  verbs: ["list", "watch"]
 # Scale action: read and patch the scale subresource (bounded by spec scale.maxReplicas).
 - apiGroups: ["apps"]
   resources: ["deployments/scale", "statefulsets/scale"]
   verbs: ["get", "patch"]
-# Find the target's pods (list by selector) and re-read one before evicting it.
+# Cache the pods (owner, phase, start time: list + watch) and re-read one before evicting it.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list"]
+  verbs: ["get", "list", "watch"]
 # RestartPod action: evict through the Eviction API so PodDisruptionBudgets apply.
 - apiGroups: [""]
   resources: ["pods/eviction"]

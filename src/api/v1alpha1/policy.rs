@@ -1,12 +1,17 @@
 //! `RemediationPolicy`: what to watch, how to recognise a fault, what to do about it, and the guards.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    Condition, LabelSelector, LabelSelectorRequirement, Time,
+};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
     ActionType, Duration, Evidence, FaultKind, LABEL_PATTERN, NAME_PATTERN, Pattern, TargetRef,
+    WorkloadKind,
 };
 
 /// A policy that watches one workload through Prometheus and heals the faults it recognises.
@@ -39,12 +44,18 @@ use super::{
     )
 )]
 #[kube(validation = Rule::new("self.metadata.name.size() <= 63").message("a RemediationPolicy name must be at most 63 characters (it is used as a label value on its Remediations)"))]
+#[x_kube(validation = Rule::new("has(self.targetRef) != has(self.selector)").message("set exactly one of targetRef (one workload) and selector (every matching workload)"))]
 #[x_kube(validation = Rule::new("self.faults.all(f, self.faults.exists_one(g, g.name == f.name))").message("fault names must be unique"))]
 #[x_kube(validation = Rule::new("self.faults.all(f, !has(f.signal) || self.signals.exists(s, s.name == f.signal))").message("every fault.signal must name an entry of spec.signals"))]
 #[serde(rename_all = "camelCase")]
 pub struct RemediationPolicySpec {
-    /// The workload this policy watches and acts on.
-    pub target_ref: TargetRef,
+    /// The one workload this policy watches and acts on (or `selector`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_ref: Option<TargetRef>,
+    /// Every Deployment and StatefulSet of the policy's namespace whose labels match (instead of
+    /// `targetRef`). Each matched workload has its own incidents, guards and status entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<WorkloadSelector>,
     /// How often the policy is evaluated.
     #[serde(default = "default_interval")]
     pub interval: Duration,
@@ -72,6 +83,72 @@ pub struct RemediationPolicySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]
     pub notify: Vec<NotifySpec>,
+}
+
+/// Workloads chosen by kind and labels.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadSelector {
+    /// Kinds to match (default both).
+    #[serde(default = "default_kinds")]
+    #[schemars(length(min = 1, max = 2))]
+    pub kinds: Vec<WorkloadKind>,
+    /// Labels a workload must carry, all of them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+    /// Label requirements, all of which must hold (as in a Deployment's selector).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub match_expressions: Vec<LabelSelectorRequirement>,
+}
+
+fn default_kinds() -> Vec<WorkloadKind> {
+    vec![WorkloadKind::Deployment, WorkloadKind::StatefulSet]
+}
+
+impl WorkloadSelector {
+    /// Whether a workload of `kind` with `labels` is selected; an unusable expression selects nothing.
+    pub fn matches(&self, kind: WorkloadKind, labels: &BTreeMap<String, String>) -> bool {
+        if !self.kinds.contains(&kind) {
+            return false;
+        }
+        let ls = LabelSelector {
+            match_labels: Some(self.match_labels.clone()),
+            match_expressions: Some(self.match_expressions.clone()),
+        };
+        kube::core::Selector::try_from(ls)
+            .is_ok_and(|s| kube::core::SelectorExt::matches(&s, labels))
+    }
+}
+
+impl RemediationPolicySpec {
+    /// What the policy targets, for people: `Deployment/web` or `selector app=web`.
+    pub fn target_description(&self) -> String {
+        match (&self.target_ref, &self.selector) {
+            (Some(t), _) => t.to_string(),
+            (None, Some(s)) => {
+                let mut parts: Vec<String> = s
+                    .match_labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                parts.extend(s.match_expressions.iter().map(|e| {
+                    format!(
+                        "{} {} ({})",
+                        e.key,
+                        e.operator,
+                        e.values.clone().unwrap_or_default().join(",")
+                    )
+                }));
+                if parts.is_empty() {
+                    "every workload of the namespace".into()
+                } else {
+                    format!("workloads with {}", parts.join(", "))
+                }
+            }
+            (None, None) => "no target".into(),
+        }
+    }
 }
 
 fn default_interval() -> Duration {
@@ -354,9 +431,14 @@ pub struct GuardSpec {
     /// Record what would be done, change nothing.
     #[serde(default)]
     pub dry_run: bool,
-    /// Evaluate and report, but open no incident and take no action.
+    /// Evaluate and report, but open no incident and take no action; an open incident is halted
+    /// at its next step.
     #[serde(default)]
     pub suspend: bool,
+    /// A fault that comes back this soon after an incident of it succeeded is escalated instead of
+    /// fixed again: the fix does not hold.
+    #[serde(default = "default_relapse_window")]
+    pub relapse_window: Duration,
 }
 
 impl Default for GuardSpec {
@@ -367,8 +449,13 @@ impl Default for GuardSpec {
             max_unavailable: default_max_unavailable(),
             dry_run: false,
             suspend: false,
+            relapse_window: default_relapse_window(),
         }
     }
+}
+
+fn default_relapse_window() -> Duration {
+    Duration::from_secs(1800)
 }
 
 fn default_cooldown() -> Duration {
@@ -430,9 +517,32 @@ pub struct RemediationPolicyStatus {
     /// The pattern of the last fault seen firing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_fault: Option<String>,
-    /// The open incident, if any.
+    /// The open incident, if any (with a selector: the first of them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_remediation: Option<String>,
+    /// One entry per workload the policy covers (at most 100; `targetCount` has the total).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetStatus>,
+    /// Workloads the policy covers.
+    #[serde(default)]
+    #[schemars(range(max = 4294967295_u32))]
+    pub target_count: u32,
+}
+
+/// Where one covered workload stands.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetStatus {
+    /// The workload.
+    pub target: TargetRef,
+    /// The workload-level finding of the last evaluation.
+    pub finding: FaultKind,
+    /// Its open incident, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_remediation: Option<String>,
+    /// Why nothing is done, when a firing fault is held by a guard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
 }
 
 /// One evaluation of every fault of a policy.

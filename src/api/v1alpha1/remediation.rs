@@ -75,6 +75,8 @@ pub enum Phase {
     Escalated,
     /// Dry run: the decision is recorded, nothing was changed.
     DryRun,
+    /// Stopped by the kill switch (`suspend` or `dryRun` set while it was open).
+    Halted,
 }
 
 impl Phase {
@@ -82,7 +84,7 @@ impl Phase {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Self::Succeeded | Self::Failed | Self::Escalated | Self::DryRun
+            Self::Succeeded | Self::Failed | Self::Escalated | Self::DryRun | Self::Halted
         )
     }
 
@@ -96,6 +98,7 @@ impl Phase {
             Self::Failed => "Failed",
             Self::Escalated => "Escalated",
             Self::DryRun => "DryRun",
+            Self::Halted => "Halted",
         }
     }
 }

@@ -1,0 +1,560 @@
+//! What the operator knows of the cluster, from watches: policies, incidents, workloads and pods.
+//! A sweep reads these caches and makes no apiserver read of its own.
+//!
+//! Policies and Remediations are watched as untyped objects and decoded one by one, so a single
+//! object the code cannot read is reported on its own instead of stopping the whole watch.
+//! Pods and workloads are pruned to the fields homeostat reads before they are stored.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+};
+
+use futures::{StreamExt, future::BoxFuture};
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, ReplicaSet, StatefulSet},
+        core::v1::{Pod, PodStatus},
+    },
+    apimachinery::pkg::apis::meta::v1::LabelSelector,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{ApiResource, DynamicObject},
+    core::PartialObjectMeta,
+    runtime::{
+        WatchStreamExt,
+        reflector::{self, Store, store::Writer},
+        watcher,
+    },
+};
+use serde::de::DeserializeOwned;
+use tracing::warn;
+
+use crate::{
+    remediation::actions::{LivePod, RESTARTED_AT, Workload},
+    v1alpha1::{Remediation, RemediationPolicy, TargetRef, WorkloadKind},
+};
+
+/// The label naming a Remediation's policy.
+pub const POLICY_LABEL: &str = "homeostat.dev/policy";
+/// The label naming the Remediation's target workload.
+pub const TARGET_LABEL: &str = "homeostat.dev/target";
+
+/// One store per watched namespace (or one for the cluster) of each kind.
+pub struct Caches {
+    policies: Vec<Store<DynamicObject>>,
+    remediations: Vec<Store<DynamicObject>>,
+    deployments: Vec<Store<Deployment>>,
+    statefulsets: Vec<Store<StatefulSet>>,
+    replicasets: Vec<Store<PartialObjectMeta<ReplicaSet>>>,
+    pods: Vec<Store<Pod>>,
+    decoded: DecodeCache<RemediationPolicy>,
+    decoded_rems: DecodeCache<Remediation>,
+    own: Mutex<HashMap<(String, String), Remediation>>,
+}
+
+/// An object decoded from the watch, or why it could not be.
+pub type Decoded<T> = Result<T, String>;
+
+/// Decoded objects by UID, with the resourceVersion they were decoded at.
+type DecodeCache<T> = Mutex<HashMap<String, (String, Arc<Decoded<T>>)>>;
+
+/// A policy as the watch delivered it.
+#[derive(Clone, Debug)]
+pub struct PolicyEntry {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// UID.
+    pub uid: String,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// The decoded policy, or the decoding error.
+    pub policy: Arc<Decoded<RemediationPolicy>>,
+}
+
+/// A workload with its labels and UID.
+#[derive(Clone, Debug)]
+pub struct WorkloadEntry {
+    /// What the planner needs.
+    pub workload: Workload,
+    /// Its labels (for selector policies).
+    pub labels: BTreeMap<String, String>,
+    /// Its UID (pods are matched by owner reference to it).
+    pub uid: String,
+}
+
+/// A point-in-time view of the caches with the indexes a sweep needs.
+#[derive(Default)]
+pub struct Snapshot {
+    /// Every policy.
+    pub policies: Vec<PolicyEntry>,
+    /// Workloads by namespace, kind and name.
+    pub workloads: BTreeMap<(String, WorkloadKind, String), WorkloadEntry>,
+    /// Live pods by namespace and owning workload UID, oldest first.
+    pub pods: HashMap<(String, String), Vec<LivePod>>,
+    /// Incidents by namespace and policy name, oldest first.
+    pub incidents: HashMap<(String, String), Vec<Remediation>>,
+    /// Remediations the operator did not create (no policy label), ignored.
+    pub foreign: usize,
+}
+
+impl Snapshot {
+    /// The workload `t` in namespace `ns`.
+    pub fn workload(&self, ns: &str, t: &TargetRef) -> Option<&WorkloadEntry> {
+        self.workloads
+            .get(&(ns.to_string(), t.kind, t.name.clone()))
+    }
+
+    /// The live pods of a workload.
+    pub fn pods_of(&self, ns: &str, w: &WorkloadEntry) -> &[LivePod] {
+        self.pods
+            .get(&(ns.to_string(), w.uid.clone()))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// A policy's incidents for one target, oldest first.
+    pub fn history(&self, ns: &str, policy: &str, t: &TargetRef) -> Vec<Remediation> {
+        self.incidents
+            .get(&(ns.to_string(), policy.to_string()))
+            .map(|v| v.iter().filter(|r| r.spec.target == *t).cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+fn spawn_watch<K>(
+    api: Api<K>,
+    writer: Writer<K>,
+    prune: fn(&mut K),
+    what: &'static str,
+) -> BoxFuture<'static, ()>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+{
+    Box::pin(async move {
+        let stream = watcher(api, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .modify(prune)
+            .reflect(writer);
+        futures::pin_mut!(stream);
+        while let Some(ev) = stream.next().await {
+            if let Err(e) = ev {
+                warn!(kind = what, error = %e, "watch failed; retrying with backoff (the cache keeps its last state)");
+            }
+        }
+    })
+}
+
+fn spawn_dynamic(
+    api: Api<DynamicObject>,
+    writer: Writer<DynamicObject>,
+    what: &'static str,
+) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let stream = watcher(api, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .modify(|o: &mut DynamicObject| o.metadata.managed_fields = None)
+            .reflect(writer);
+        futures::pin_mut!(stream);
+        while let Some(ev) = stream.next().await {
+            if let Err(e) = ev {
+                warn!(kind = what, error = %e, "watch failed; retrying with backoff (the cache keeps its last state)");
+            }
+        }
+    })
+}
+
+fn prune_pod(p: &mut Pod) {
+    p.metadata.managed_fields = None;
+    p.metadata.annotations = None;
+    p.metadata.labels = None;
+    p.spec = None;
+    p.status = p.status.take().map(|s| PodStatus {
+        phase: s.phase,
+        start_time: s.start_time,
+        ..PodStatus::default()
+    });
+}
+
+fn prune_deployment(d: &mut Deployment) {
+    d.metadata.managed_fields = None;
+    if let Some(s) = d.spec.as_mut() {
+        s.template.spec = None;
+    }
+}
+
+fn prune_statefulset(d: &mut StatefulSet) {
+    d.metadata.managed_fields = None;
+    if let Some(s) = d.spec.as_mut() {
+        s.template.spec = None;
+        s.volume_claim_templates = None;
+    }
+}
+
+fn prune_meta<K>(m: &mut PartialObjectMeta<K>) {
+    m.metadata.managed_fields = None;
+    m.metadata.annotations = None;
+    m.metadata.labels = None;
+}
+
+impl Caches {
+    /// Starts a watch of every kind in each namespace (all when empty). The returned futures run
+    /// the watches; drive them until shutdown.
+    pub fn start(
+        client: &Client,
+        namespaces: &[String],
+    ) -> (Arc<Self>, Vec<BoxFuture<'static, ()>>) {
+        let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+            vec![None]
+        } else {
+            namespaces.iter().cloned().map(Some).collect()
+        };
+        let mut tasks = vec![];
+        let mut c = Caches {
+            policies: vec![],
+            remediations: vec![],
+            deployments: vec![],
+            statefulsets: vec![],
+            replicasets: vec![],
+            pods: vec![],
+            decoded: Mutex::new(HashMap::new()),
+            decoded_rems: Mutex::new(HashMap::new()),
+            own: Mutex::new(HashMap::new()),
+        };
+        for ns in scopes {
+            let dyn_api = |ar: &ApiResource| match &ns {
+                Some(n) => Api::<DynamicObject>::namespaced_with(client.clone(), n, ar),
+                None => Api::<DynamicObject>::all_with(client.clone(), ar),
+            };
+            let rp = ApiResource::erase::<RemediationPolicy>(&());
+            let w = Writer::new(rp.clone());
+            c.policies.push(w.as_reader());
+            tasks.push(spawn_dynamic(dyn_api(&rp), w, "RemediationPolicy"));
+            let rem = ApiResource::erase::<Remediation>(&());
+            let w = Writer::new(rem.clone());
+            c.remediations.push(w.as_reader());
+            tasks.push(spawn_dynamic(dyn_api(&rem), w, "Remediation"));
+            macro_rules! typed {
+                ($ty:ty, $field:ident, $prune:expr, $what:literal) => {{
+                    let api: Api<$ty> = match &ns {
+                        Some(n) => Api::namespaced(client.clone(), n),
+                        None => Api::all(client.clone()),
+                    };
+                    let (r, w) = reflector::store();
+                    c.$field.push(r);
+                    tasks.push(spawn_watch(api, w, $prune, $what));
+                }};
+            }
+            typed!(Deployment, deployments, prune_deployment, "Deployment");
+            typed!(StatefulSet, statefulsets, prune_statefulset, "StatefulSet");
+            typed!(
+                PartialObjectMeta<ReplicaSet>,
+                replicasets,
+                prune_meta,
+                "ReplicaSet"
+            );
+            typed!(Pod, pods, prune_pod, "Pod");
+        }
+        (Arc::new(c), tasks)
+    }
+
+    /// Waits until every store has seen its first complete list.
+    pub async fn wait_ready(&self) {
+        for s in &self.policies {
+            let _ = s.wait_until_ready().await;
+        }
+        for s in &self.remediations {
+            let _ = s.wait_until_ready().await;
+        }
+        for s in &self.deployments {
+            let _ = s.wait_until_ready().await;
+        }
+        for s in &self.statefulsets {
+            let _ = s.wait_until_ready().await;
+        }
+        for s in &self.replicasets {
+            let _ = s.wait_until_ready().await;
+        }
+        for s in &self.pods {
+            let _ = s.wait_until_ready().await;
+        }
+    }
+
+    /// Records a Remediation the operator just wrote, so the next sweep sees it even before the
+    /// watch delivers it.
+    pub fn remember(&self, r: &Remediation) {
+        let key = (r.namespace().unwrap_or_default(), r.name_any());
+        if let Ok(mut own) = self.own.lock() {
+            own.insert(key, r.clone());
+        }
+    }
+
+    /// Builds the indexes of one sweep.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut snap = Snapshot {
+            policies: self.policy_entries(),
+            ..Snapshot::default()
+        };
+        let mut rs_owner: HashMap<String, String> = HashMap::new();
+        for s in &self.replicasets {
+            for rs in s.state() {
+                if let (Some(uid), Some(owner)) = (rs.uid(), controller_uid(rs.owner_references()))
+                {
+                    rs_owner.insert(uid, owner);
+                }
+            }
+        }
+        for s in &self.deployments {
+            for d in s.state() {
+                if let Some(e) = deployment_entry(&d) {
+                    snap.workloads.insert(
+                        (
+                            e.0,
+                            WorkloadKind::Deployment,
+                            e.1.workload.target.name.clone(),
+                        ),
+                        e.1,
+                    );
+                }
+            }
+        }
+        for s in &self.statefulsets {
+            for d in s.state() {
+                if let Some(e) = statefulset_entry(&d) {
+                    snap.workloads.insert(
+                        (
+                            e.0,
+                            WorkloadKind::StatefulSet,
+                            e.1.workload.target.name.clone(),
+                        ),
+                        e.1,
+                    );
+                }
+            }
+        }
+        for s in &self.pods {
+            for p in s.state() {
+                if p.metadata.deletion_timestamp.is_some()
+                    || matches!(
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                        Some("Succeeded" | "Failed")
+                    )
+                {
+                    continue;
+                }
+                let Some(owner) = controller_uid(p.owner_references()) else {
+                    continue;
+                };
+                // A Deployment's pods are owned by a ReplicaSet owned by the Deployment.
+                let owner = rs_owner.get(&owner).cloned().unwrap_or(owner);
+                let live = LivePod {
+                    name: p.name_any(),
+                    uid: p.uid().unwrap_or_default(),
+                    started_at: p
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.start_time.as_ref())
+                        .or(p.metadata.creation_timestamp.as_ref())
+                        .map(|t| t.0.as_second() as f64),
+                };
+                snap.pods
+                    .entry((p.namespace().unwrap_or_default(), owner))
+                    .or_default()
+                    .push(live);
+            }
+        }
+        for pods in snap.pods.values_mut() {
+            pods.sort_by(|a, b| {
+                a.started_at
+                    .unwrap_or(0.0)
+                    .total_cmp(&b.started_at.unwrap_or(0.0))
+                    .then(a.name.cmp(&b.name))
+            });
+        }
+        let (incidents, foreign) = self.incidents();
+        snap.incidents = incidents;
+        snap.foreign = foreign;
+        snap
+    }
+
+    fn policy_entries(&self) -> Vec<PolicyEntry> {
+        let mut out = vec![];
+        let Ok(mut cache) = self.decoded.lock() else {
+            return out;
+        };
+        let mut seen = std::collections::HashSet::new();
+        for s in &self.policies {
+            for o in s.state() {
+                let uid = o.uid().unwrap_or_default();
+                let rv = o.resource_version().unwrap_or_default();
+                seen.insert(uid.clone());
+                let policy = match cache.get(&uid) {
+                    Some((v, p)) if *v == rv => p.clone(),
+                    _ => {
+                        let p = Arc::new(decode::<RemediationPolicy>(&o));
+                        cache.insert(uid.clone(), (rv, p.clone()));
+                        p
+                    }
+                };
+                out.push(PolicyEntry {
+                    namespace: o.namespace().unwrap_or_default(),
+                    name: o.name_any(),
+                    uid,
+                    generation: o.metadata.generation,
+                    policy,
+                });
+            }
+        }
+        cache.retain(|k, _| seen.contains(k));
+        out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        out
+    }
+
+    fn incidents(&self) -> (HashMap<(String, String), Vec<Remediation>>, usize) {
+        let mut by_key: HashMap<(String, String), Remediation> = HashMap::new();
+        let mut foreign = 0;
+        if let Ok(mut cache) = self.decoded_rems.lock() {
+            let mut seen = std::collections::HashSet::new();
+            for s in &self.remediations {
+                for o in s.state() {
+                    let uid = o.uid().unwrap_or_default();
+                    let rv = o.resource_version().unwrap_or_default();
+                    seen.insert(uid.clone());
+                    let r = match cache.get(&uid) {
+                        Some((v, r)) if *v == rv => r.clone(),
+                        _ => {
+                            let r = Arc::new(decode::<Remediation>(&o));
+                            if let Err(e) = r.as_ref() {
+                                warn!(remediation = %format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()), error = %e, "cannot decode a Remediation; ignoring it");
+                            }
+                            cache.insert(uid.clone(), (rv, r.clone()));
+                            r
+                        }
+                    };
+                    if let Ok(r) = r.as_ref() {
+                        by_key.insert((r.namespace().unwrap_or_default(), r.name_any()), r.clone());
+                    }
+                }
+            }
+            cache.retain(|k, _| seen.contains(k));
+        }
+        if let Ok(mut own) = self.own.lock() {
+            own.retain(|key, mine| match by_key.get(key) {
+                // The watch caught up with (or went past) our write: forget ours.
+                Some(seen) if newer_or_same(seen, mine) => false,
+                _ => {
+                    by_key.insert(key.clone(), mine.clone());
+                    true
+                }
+            });
+        }
+        let mut out: HashMap<(String, String), Vec<Remediation>> = HashMap::new();
+        for ((ns, _), r) in by_key {
+            // Only incidents the operator opened are acted on: they carry its policy label and
+            // a policy reference that agrees with it.
+            let Some(policy) = r.labels().get(POLICY_LABEL).cloned() else {
+                foreign += 1;
+                continue;
+            };
+            if policy != r.spec.policy_ref {
+                foreign += 1;
+                continue;
+            }
+            out.entry((ns, policy)).or_default().push(r);
+        }
+        for v in out.values_mut() {
+            v.sort_by_key(|r| {
+                (
+                    r.metadata.creation_timestamp.clone().map(|t| t.0),
+                    r.name_any(),
+                )
+            });
+        }
+        (out, foreign)
+    }
+}
+
+/// Whether `a` is at least as new as `b`. etcd resource versions are increasing integers; an
+/// unparsable one counts as newer (the watch wins).
+fn newer_or_same(a: &Remediation, b: &Remediation) -> bool {
+    let rv = |r: &Remediation| r.resource_version().and_then(|v| v.parse::<u64>().ok());
+    match (rv(a), rv(b)) {
+        (Some(x), Some(y)) => x >= y,
+        _ => true,
+    }
+}
+
+fn decode<T: DeserializeOwned>(o: &DynamicObject) -> Decoded<T> {
+    serde_json::to_value(o)
+        .and_then(serde_json::from_value::<T>)
+        .map_err(|e| e.to_string())
+}
+
+fn controller_uid(
+    refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference],
+) -> Option<String> {
+    refs.iter()
+        .find(|r| r.controller == Some(true))
+        .map(|r| r.uid.clone())
+}
+
+fn entry(
+    kind: WorkloadKind,
+    meta: &kube::api::ObjectMeta,
+    replicas: Option<i32>,
+    available: Option<i32>,
+    selector: Option<LabelSelector>,
+    template_annotations: Option<&BTreeMap<String, String>>,
+) -> Option<(String, WorkloadEntry)> {
+    let ns = meta.namespace.clone()?;
+    Some((
+        ns,
+        WorkloadEntry {
+            workload: Workload {
+                target: TargetRef {
+                    kind,
+                    name: meta.name.clone()?,
+                },
+                replicas: replicas.unwrap_or(1),
+                available: available.unwrap_or(0),
+                selector,
+                restarted_at: template_annotations.and_then(|a| a.get(RESTARTED_AT).cloned()),
+            },
+            labels: meta.labels.clone().unwrap_or_default(),
+            uid: meta.uid.clone()?,
+        },
+    ))
+}
+
+fn deployment_entry(d: &Deployment) -> Option<(String, WorkloadEntry)> {
+    let spec = d.spec.as_ref()?;
+    entry(
+        WorkloadKind::Deployment,
+        &d.metadata,
+        spec.replicas,
+        d.status.as_ref().and_then(|s| s.available_replicas),
+        Some(spec.selector.clone()),
+        spec.template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.as_ref()),
+    )
+}
+
+fn statefulset_entry(d: &StatefulSet) -> Option<(String, WorkloadEntry)> {
+    let spec = d.spec.as_ref()?;
+    entry(
+        WorkloadKind::StatefulSet,
+        &d.metadata,
+        spec.replicas,
+        d.status.as_ref().and_then(|s| s.available_replicas),
+        Some(spec.selector.clone()),
+        spec.template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.as_ref()),
+    )
+}

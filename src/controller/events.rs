@@ -1,0 +1,116 @@
+//! Kubernetes Events on the policy and on the target, naming the incident as the related object.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::{
+    Resource,
+    runtime::events::{Event, EventType, Recorder},
+};
+use tracing::warn;
+
+use crate::v1alpha1::{Phase, Remediation};
+
+/// Event reasons homeostat records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventReason {
+    /// An incident opened.
+    FaultDetected,
+    /// An action was accepted by the apiserver.
+    ActionApplied,
+    /// An action was refused for now (a PodDisruptionBudget).
+    ActionBlocked,
+    /// An action was refused for good.
+    ActionFailed,
+    /// An incident ended in the given phase.
+    Ended(Phase),
+}
+
+impl EventReason {
+    /// The reason as recorded.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FaultDetected => "FaultDetected",
+            Self::ActionApplied => "ActionApplied",
+            Self::ActionBlocked => "ActionBlocked",
+            Self::ActionFailed => "ActionFailed",
+            Self::Ended(Phase::Succeeded) => "RemediationSucceeded",
+            Self::Ended(Phase::Failed) => "RemediationFailed",
+            Self::Ended(Phase::Escalated) => "RemediationEscalated",
+            Self::Ended(Phase::DryRun) => "RemediationDryRun",
+            Self::Ended(_) => "RemediationUpdated",
+        }
+    }
+
+    fn type_(self) -> EventType {
+        match self {
+            Self::ActionApplied | Self::Ended(Phase::Succeeded | Phase::DryRun) => {
+                EventType::Normal
+            }
+            _ => EventType::Warning,
+        }
+    }
+}
+
+/// Where an Event goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum On {
+    /// The policy only.
+    Policy,
+    /// The policy and the target workload.
+    PolicyAndTarget,
+}
+
+/// Records a Warning Event on a policy that a guard holds its firing fault.
+pub async fn publish_policy(recorder: &Recorder, ns: &str, name: &str, uid: &str, note: &str) {
+    let policy = ObjectReference {
+        api_version: Some("homeostat.dev/v1alpha1".into()),
+        kind: Some("RemediationPolicy".into()),
+        name: Some(name.to_string()),
+        namespace: Some(ns.to_string()),
+        uid: Some(uid.to_string()),
+        ..ObjectReference::default()
+    };
+    let ev = Event {
+        type_: EventType::Warning,
+        reason: "ActionHeld".into(),
+        note: Some(crate::conditions::bounded(note)),
+        action: "Guard".into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, &policy).await {
+        warn!(error = %crate::kube_message(&e), policy = %format!("{ns}/{name}"), "could not record an Event on the policy; continuing");
+    }
+}
+
+/// Records an Event about `rem` on its policy (and its target), logging a failure and going on.
+pub async fn publish(
+    recorder: &Recorder,
+    policy: &ObjectReference,
+    rem: &Remediation,
+    reason: EventReason,
+    action: &str,
+    note: String,
+    on: On,
+) {
+    let ev = Event {
+        type_: reason.type_(),
+        reason: reason.as_str().into(),
+        note: Some(crate::conditions::bounded(&note)),
+        action: action.into(),
+        secondary: Some(rem.object_ref(&())),
+    };
+    if let Err(e) = recorder.publish(&ev, policy).await {
+        warn!(error = %crate::kube_message(&e), remediation = ?rem.metadata.name, "could not record an Event on the policy; continuing");
+    }
+    if on == On::PolicyAndTarget {
+        let target = ObjectReference {
+            api_version: Some("apps/v1".into()),
+            kind: Some(rem.spec.target.kind.as_str().into()),
+            name: Some(rem.spec.target.name.clone()),
+            namespace: rem.metadata.namespace.clone(),
+            ..ObjectReference::default()
+        };
+        if let Err(e) = recorder.publish(&ev, &target).await {
+            warn!(error = %crate::kube_message(&e), target = %rem.spec.target, "could not record an Event on the target; continuing");
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! A policy's status, built from what a sweep saw and did (pure), and the test that tells whether
+//! it changed enough to be written.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::{
+    conditions::{self, Reason},
+    diagnosis::{Evaluated, FaultVerdict, choose, overall},
+    remediation::guards::Refusal,
+    v1alpha1::{
+        Evaluation, FaultVerdictStatus, RemediationPolicySpec, RemediationPolicyStatus, TargetRef,
+        TargetStatus,
+    },
+};
+
+/// Entries of `status.targets` kept at most.
+pub const MAX_TARGETS: usize = 100;
+/// Evidence entries kept per verdict in the status.
+const MAX_EVIDENCE: usize = 6;
+
+/// What one sweep found and did for one target.
+#[derive(Debug)]
+pub struct TargetOutcome {
+    /// The target.
+    pub target: TargetRef,
+    /// The evaluation.
+    pub evaluated: Evaluated,
+    /// The open incident after this sweep, with its phase.
+    pub open: Option<(String, &'static str)>,
+    /// Why a firing fault is held, if it is.
+    pub held: Option<Refusal>,
+}
+
+/// What a sweep concluded for one policy.
+#[derive(Debug)]
+pub enum PolicyOutcome {
+    /// The object could not be decoded.
+    Undecodable(String),
+    /// The spec is invalid.
+    Invalid(String),
+    /// The Prometheus the policy names cannot be used.
+    PrometheusConfig(String),
+    /// `targetRef` names a workload that does not exist.
+    TargetNotFound(String),
+    /// Evaluated: one entry per covered workload (none for a selector matching nothing).
+    Evaluated {
+        /// Per target.
+        targets: Vec<TargetOutcome>,
+        /// Distinct queries the policy's evaluation read.
+        queries: u32,
+    },
+}
+
+/// Builds the policy's next status from its previous one (pure).
+pub fn build(
+    prev: Option<&RemediationPolicyStatus>,
+    spec: Option<&RemediationPolicySpec>,
+    generation: Option<i64>,
+    outcome: &PolicyOutcome,
+    now: Timestamp,
+) -> RemediationPolicyStatus {
+    let mut st = prev.cloned().unwrap_or_default();
+    st.observed_generation = generation;
+    let mut set = |t: &str, v: bool, r: Reason, m: String| {
+        conditions::set(&mut st.conditions, t, v, r.as_str(), m, generation, now);
+    };
+    let stalled = |set: &mut dyn FnMut(&str, bool, Reason, String), r: Reason, m: &str| {
+        set(conditions::READY, false, r, m.to_string());
+        set(conditions::STALLED, true, r, m.to_string());
+        set(conditions::RECONCILING, false, r, String::new());
+    };
+    match outcome {
+        PolicyOutcome::Undecodable(m) => stalled(&mut set, Reason::Undecodable, m),
+        PolicyOutcome::Invalid(m) => stalled(&mut set, Reason::InvalidSpec, m),
+        PolicyOutcome::PrometheusConfig(m) => stalled(&mut set, Reason::PrometheusConfig, m),
+        PolicyOutcome::TargetNotFound(m) => {
+            set(conditions::READY, false, Reason::TargetNotFound, m.clone());
+            set(conditions::STALLED, true, Reason::TargetNotFound, m.clone());
+            set(conditions::RECONCILING, false, Reason::Idle, String::new());
+            st.active_remediation = None;
+            st.targets.clear();
+            st.target_count = 0;
+        }
+        PolicyOutcome::Evaluated { targets, queries } => {
+            let Some(spec) = spec else {
+                return st;
+            };
+            evaluated(&mut st, spec, targets, *queries, generation, now);
+        }
+    }
+    bound(&mut st);
+    st
+}
+
+fn evaluated(
+    st: &mut RemediationPolicyStatus,
+    spec: &RemediationPolicySpec,
+    targets: &[TargetOutcome],
+    queries: u32,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let mut set = |t: &str, v: bool, r: Reason, m: String| {
+        conditions::set(&mut st.conditions, t, v, r.as_str(), m, generation, now);
+    };
+    // The evaluation shown in lastEvaluation: the first target with a fault, else the first.
+    let shown = targets
+        .iter()
+        .find(|t| choose(&spec.faults, &t.evaluated.verdicts).is_some())
+        .or_else(|| targets.first());
+    let blind = targets.iter().find_map(|t| t.evaluated.fetch_error.clone());
+    set(
+        conditions::STALLED,
+        false,
+        Reason::Evaluating,
+        String::new(),
+    );
+    match &blind {
+        Some(e) => {
+            let msg = format!(
+                "cannot read metrics ({e}); taking no action; retrying every {}",
+                spec.interval
+            );
+            let reason = Reason::from_category(e.category());
+            set(conditions::READY, false, reason, msg.clone());
+            if e.is_spec_error() {
+                // Prometheus refuses the policy's own PromQL: nothing changes until the spec does.
+                set(conditions::STALLED, true, reason, msg);
+            }
+        }
+        None => {
+            let (reason, msg) = if spec.guards.suspend {
+                (
+                    Reason::Suspended,
+                    "evaluating; suspended: no incident will be opened".to_string(),
+                )
+            } else if spec.guards.dry_run {
+                (
+                    Reason::DryRun,
+                    "evaluating in dry run: decisions are recorded, nothing is changed".to_string(),
+                )
+            } else if targets.is_empty() {
+                (
+                    Reason::NoMatchingWorkloads,
+                    format!("no workload matches ({})", spec.target_description()),
+                )
+            } else {
+                (
+                    Reason::Evaluating,
+                    shown.map_or_else(String::new, |t| summary(&t.evaluated.verdicts)),
+                )
+            };
+            let held = targets.iter().find_map(|t| {
+                t.held
+                    .as_ref()
+                    .map(|r| format!("{}: {}: {}", t.target, r.reason, r.message))
+            });
+            let msg = match held {
+                Some(h) => format!("{msg}; {h}"),
+                None => msg,
+            };
+            set(conditions::READY, true, reason, msg);
+        }
+    }
+    let open = targets.iter().find_map(|t| t.open.as_ref());
+    match open {
+        Some((name, phase)) => set(
+            conditions::RECONCILING,
+            true,
+            Reason::Remediating,
+            format!("incident {name} is {phase}"),
+        ),
+        None => set(conditions::RECONCILING, false, Reason::Idle, String::new()),
+    }
+    st.active_remediation = open.map(|(n, _)| n.clone());
+    if let Some(t) = shown {
+        if let Some((_, v)) = choose(&spec.faults, &t.evaluated.verdicts) {
+            st.last_fault = Some(v.pattern.as_str().to_string());
+        }
+        st.last_evaluation = Some(Evaluation {
+            time: Time(now),
+            queries,
+            verdicts: t
+                .evaluated
+                .verdicts
+                .iter()
+                .map(|v| FaultVerdictStatus {
+                    fault: v.fault.clone(),
+                    verdict: v.verdict.kind,
+                    pods: v.verdict.pods.clone(),
+                    message: v.verdict.message.clone(),
+                    evidence: v
+                        .verdict
+                        .evidence
+                        .iter()
+                        .take(MAX_EVIDENCE)
+                        .cloned()
+                        .collect(),
+                })
+                .collect(),
+        });
+    }
+    st.target_count = targets.len() as u32;
+    st.targets = targets
+        .iter()
+        .take(MAX_TARGETS)
+        .map(|t| TargetStatus {
+            target: t.target.clone(),
+            finding: overall(&spec.faults, &t.evaluated.verdicts),
+            active_remediation: t.open.as_ref().map(|(n, _)| n.clone()),
+            held: t.held.as_ref().map(|r| r.reason.to_string()),
+        })
+        .collect();
+}
+
+/// Bounds every free-text field, so one noisy detector cannot make the object too big to write.
+fn bound(st: &mut RemediationPolicyStatus) {
+    for c in &mut st.conditions {
+        c.message = conditions::bounded(&c.message);
+    }
+    if let Some(e) = st.last_evaluation.as_mut() {
+        for v in &mut e.verdicts {
+            v.message = conditions::bounded(&v.message);
+            v.pods.truncate(20);
+        }
+    }
+}
+
+/// One line of verdicts, e.g. `runaway=Healthy, leak=MemoryLeak`.
+pub fn summary(verdicts: &[FaultVerdict]) -> String {
+    verdicts
+        .iter()
+        .map(|v| format!("{}={}", v.fault, v.verdict.kind.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What must not change for a status write to be skipped: conditions (without times, and without
+/// the digits of their messages, which carry counters such as "cooldown: 42s left"), the verdicts
+/// and pods of the last evaluation (not their numbers), incidents and targets.
+pub fn digest(st: &RemediationPolicyStatus) -> String {
+    let mut s = format!(
+        "g={:?};a={:?};f={:?};n={};",
+        st.observed_generation, st.active_remediation, st.last_fault, st.target_count
+    );
+    for c in &st.conditions {
+        s.push_str(&format!(
+            "{}={}/{}/{};",
+            c.type_, c.status, c.reason, c.message
+        ));
+    }
+    if let Some(e) = &st.last_evaluation {
+        for v in &e.verdicts {
+            s.push_str(&format!(
+                "{}:{:?}:{};",
+                v.fault,
+                v.verdict,
+                v.pods.join(",")
+            ));
+        }
+    }
+    for t in &st.targets {
+        s.push_str(&format!(
+            "{}:{:?}:{:?}:{:?};",
+            t.target, t.finding, t.active_remediation, t.held
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        diagnosis::{Verdict, fetch::FetchError},
+        prometheus::PromError,
+        v1alpha1::{FaultKind, Pattern, WorkloadKind},
+    };
+
+    fn spec() -> RemediationPolicySpec {
+        serde_json::from_value(serde_json::json!({
+            "targetRef": {"kind": "Deployment", "name": "web"},
+            "faults": [{"name": "runaway", "pattern": "RunawayProcess"}],
+        }))
+        .expect("valid")
+    }
+
+    fn outcome(kind: FaultKind, cpu: f64) -> TargetOutcome {
+        TargetOutcome {
+            target: TargetRef {
+                kind: WorkloadKind::Deployment,
+                name: "web".into(),
+            },
+            evaluated: Evaluated {
+                verdicts: vec![FaultVerdict {
+                    fault: "runaway".into(),
+                    pattern: Pattern::RunawayProcess,
+                    verdict: Verdict {
+                        kind,
+                        pods: vec![],
+                        confidence: 1.0,
+                        evidence: vec![crate::v1alpha1::Evidence {
+                            rule: "r".into(),
+                            signal: "cpu".into(),
+                            pod: None,
+                            value: cpu,
+                            threshold: None,
+                        }],
+                        message: "m".into(),
+                    },
+                }],
+                queries: 2,
+                fetch_error: None,
+            },
+            open: None,
+            held: None,
+        }
+    }
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + s).expect("valid")
+    }
+
+    #[test]
+    fn numbers_and_times_alone_do_not_make_a_write() {
+        let sp = spec();
+        let a = build(
+            None,
+            Some(&sp),
+            Some(1),
+            &PolicyOutcome::Evaluated {
+                targets: vec![outcome(FaultKind::Healthy, 0.1)],
+                queries: 2,
+            },
+            at(0),
+        );
+        let b = build(
+            Some(&a),
+            Some(&sp),
+            Some(1),
+            &PolicyOutcome::Evaluated {
+                targets: vec![outcome(FaultKind::Healthy, 0.2)],
+                queries: 2,
+            },
+            at(30),
+        );
+        assert_eq!(digest(&a), digest(&b));
+        let c = build(
+            Some(&b),
+            Some(&sp),
+            Some(1),
+            &PolicyOutcome::Evaluated {
+                targets: vec![outcome(FaultKind::RunawayProcess, 2.0)],
+                queries: 2,
+            },
+            at(60),
+        );
+        assert_ne!(digest(&b), digest(&c));
+        assert_eq!(c.last_fault.as_deref(), Some("RunawayProcess"));
+    }
+
+    #[test]
+    fn rejected_promql_is_stalled_and_an_outage_is_not() {
+        let sp = spec();
+        let with = |e: PromError| {
+            let mut t = outcome(FaultKind::Inconclusive, 0.0);
+            t.evaluated.fetch_error = Some(std::sync::Arc::new(FetchError::Prometheus {
+                signal: "cpu".into(),
+                source: e,
+            }));
+            build(
+                None,
+                Some(&sp),
+                Some(1),
+                &PolicyOutcome::Evaluated {
+                    targets: vec![t],
+                    queries: 2,
+                },
+                at(0),
+            )
+        };
+        let rejected = with(PromError::Rejected {
+            error_type: "bad_data".into(),
+            message: "parse error".into(),
+            query: "x{".into(),
+        });
+        assert!(conditions::is_true(
+            &rejected.conditions,
+            conditions::STALLED
+        ));
+        let down = with(PromError::Unreachable {
+            url: "u".into(),
+            message: "refused".into(),
+        });
+        assert!(!conditions::is_true(&down.conditions, conditions::STALLED));
+        let ready = down
+            .conditions
+            .iter()
+            .find(|c| c.type_ == conditions::READY)
+            .expect("ready");
+        assert_eq!(ready.reason, "PrometheusUnreachable");
+    }
+}

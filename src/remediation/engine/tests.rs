@@ -1,0 +1,498 @@
+//! Table tests of the incident engine: observation in, intent out.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::{
+    diagnosis::{FaultVerdict, Verdict, fetch::FetchError},
+    prometheus::PromError,
+    v1alpha1::{
+        ActionSpec, ActionType, Attempt, Duration, FaultKind, Pattern, ScaleSpec, WorkloadKind,
+    },
+};
+
+fn at(secs: i64) -> Timestamp {
+    Timestamp::from_second(1_700_000_000 + secs).expect("valid")
+}
+
+fn target() -> TargetRef {
+    TargetRef {
+        kind: WorkloadKind::Deployment,
+        name: "web".into(),
+    }
+}
+
+fn policy(action: Option<ActionSpec>, pattern: Pattern) -> RemediationPolicySpec {
+    let mut s: RemediationPolicySpec = serde_json::from_value(serde_json::json!({
+        "targetRef": {"kind": "Deployment", "name": "web"},
+        "faults": [{"name": "f", "pattern": "RunawayProcess", "for": "1m"}],
+        "guards": {"cooldown": "10m", "maxActionsPerHour": 3, "maxUnavailable": 1},
+        "verify": {"stableFor": "1m", "timeout": "5m", "maxAttempts": 2},
+    }))
+    .expect("valid spec");
+    s.faults[0].pattern = pattern;
+    s.faults[0].action = action;
+    s
+}
+
+fn workload(replicas: i32, available: i32) -> Workload {
+    Workload {
+        target: target(),
+        replicas,
+        available,
+        selector: None,
+        restarted_at: None,
+    }
+}
+
+fn pods() -> Vec<LivePod> {
+    (0..3)
+        .map(|i| LivePod {
+            name: format!("web-{i}"),
+            uid: format!("uid-{i}"),
+            started_at: Some(0.0),
+        })
+        .collect()
+}
+
+fn verdict(kind: FaultKind, pods: &[&str]) -> Evaluated {
+    Evaluated {
+        verdicts: vec![FaultVerdict {
+            fault: "f".into(),
+            pattern: Pattern::RunawayProcess,
+            verdict: Verdict {
+                kind,
+                pods: pods.iter().map(|p| p.to_string()).collect(),
+                confidence: 1.0,
+                evidence: vec![],
+                message: format!("{kind:?}"),
+            },
+        }],
+        queries: 2,
+        fetch_error: None,
+    }
+}
+
+fn blind() -> Evaluated {
+    Evaluated {
+        fetch_error: Some(std::sync::Arc::new(FetchError::Prometheus {
+            signal: "cpu".into(),
+            source: PromError::Config("down".into()),
+        })),
+        ..verdict(FaultKind::Inconclusive, &[])
+    }
+}
+
+fn incident(phase: Phase, attempts: Vec<Attempt>, opened: i64) -> Remediation {
+    let mut r = Remediation::new(
+        "web-f-1",
+        RemediationSpec {
+            policy_ref: "web".into(),
+            target: target(),
+            fault: "f".into(),
+            pattern: Pattern::RunawayProcess,
+            pods: vec!["web-1".into()],
+            action: ActionSpec {
+                type_: ActionType::RestartPod,
+                scale: None,
+            },
+            evidence: vec![],
+            dry_run: false,
+        },
+    );
+    r.metadata.creation_timestamp = Some(Time(at(opened)));
+    r.metadata.labels = Some(BTreeMap::from([(SEQ_LABEL.to_string(), "1".to_string())]));
+    r.status = Some(RemediationStatus {
+        phase,
+        attempt_count: attempts.len() as u32,
+        attempts,
+        deadline: Some(Time(at(opened + 300))),
+        ..RemediationStatus::default()
+    });
+    r
+}
+
+fn attempt(result: AttemptResult, t: i64) -> Attempt {
+    Attempt {
+        number: 1,
+        action: ActionType::RestartPod,
+        started_at: Time(at(t)),
+        applied_at: (result == AttemptResult::Applied).then(|| Time(at(t))),
+        result,
+        message: String::new(),
+        pods: vec!["web-1/uid-1".into()],
+        from_replicas: None,
+        to_replicas: None,
+        restarted_at: None,
+    }
+}
+
+fn scale(max: i32) -> Option<ActionSpec> {
+    Some(ActionSpec {
+        type_: ActionType::Scale,
+        scale: Some(ScaleSpec {
+            step: 1,
+            min_replicas: None,
+            max_replicas: max,
+        }),
+    })
+}
+
+struct Case {
+    name: &'static str,
+    spec: RemediationPolicySpec,
+    workload: Option<Workload>,
+    history: Vec<Remediation>,
+    ev: Evaluated,
+    now: i64,
+}
+
+fn run(c: &Case) -> Intent {
+    let pods = pods();
+    decide(&Observed {
+        policy: "web",
+        spec: &c.spec,
+        target: &target(),
+        workload: c.workload.as_ref(),
+        pods: &pods,
+        history: &c.history,
+        evaluated: &c.ev,
+        now: at(c.now),
+    })
+}
+
+fn opened(i: Intent) -> Opening {
+    match i {
+        Intent::Open(o) => *o,
+        other => panic!("expected Open, got {other:?}"),
+    }
+}
+
+fn advanced(i: Intent) -> Advancing {
+    match i {
+        Intent::Advance(a) => *a,
+        other => panic!("expected Advance, got {other:?}"),
+    }
+}
+
+fn base(name: &'static str) -> Case {
+    Case {
+        name,
+        spec: policy(None, Pattern::RunawayProcess),
+        workload: Some(workload(3, 3)),
+        history: vec![],
+        ev: verdict(FaultKind::RunawayProcess, &["web-1"]),
+        now: 1000,
+    }
+}
+
+#[test]
+fn nothing_to_do_when_healthy_blind_or_inconclusive() {
+    for c in [
+        Case {
+            ev: verdict(FaultKind::Healthy, &[]),
+            ..base("healthy")
+        },
+        Case {
+            ev: verdict(FaultKind::Inconclusive, &[]),
+            ..base("inconclusive")
+        },
+        Case {
+            ev: blind(),
+            ..base("prometheus down")
+        },
+    ] {
+        assert_eq!(run(&c), Intent::Idle, "{}", c.name);
+    }
+}
+
+#[test]
+fn a_firing_fault_opens_an_incident_with_a_pending_attempt() {
+    let o = opened(run(&base("runaway")));
+    assert_eq!(o.name, "web-f-1");
+    assert_eq!(o.seq, 1);
+    assert!(o.act);
+    assert_eq!(o.status.phase, Phase::Acting);
+    let a = o.status.attempts.last().expect("an attempt");
+    assert_eq!(a.result, AttemptResult::Pending);
+    assert_eq!(a.pods, vec!["web-1/uid-1".to_string()]);
+}
+
+#[test]
+fn guards_hold_an_incident() {
+    let mut suspended = base("suspended");
+    suspended.spec.guards.suspend = true;
+    let mut cooling = base("cooldown");
+    cooling.history = vec![incident(
+        Phase::Succeeded,
+        vec![attempt(AttemptResult::Applied, 900)],
+        880,
+    )];
+    let mut budget = base("budget");
+    budget.spec.guards.cooldown = Duration::from_secs(1);
+    budget.spec.guards.max_actions_per_hour = 1;
+    budget.history = cooling.history.clone();
+    for (c, reason) in [
+        (suspended, "Suspended"),
+        (cooling, "Cooldown"),
+        (budget, "ActionBudgetExhausted"),
+    ] {
+        match run(&c) {
+            Intent::Hold { refusal, .. } => assert_eq!(refusal.reason, reason, "{}", c.name),
+            other => panic!("{}: expected Hold, got {other:?}", c.name),
+        }
+    }
+}
+
+#[test]
+fn plan_time_outcomes_are_decided_before_anything_is_saved() {
+    let mut dry = base("dry run");
+    dry.spec.guards.dry_run = true;
+    let o = opened(run(&dry));
+    assert_eq!((o.status.phase, o.act), (Phase::DryRun, false));
+
+    let crash = Case {
+        spec: policy(
+            Some(ActionSpec {
+                type_: ActionType::Escalate,
+                scale: None,
+            }),
+            Pattern::CrashLoop,
+        ),
+        ev: verdict(FaultKind::CrashLoop, &["web-1"]),
+        ..base("crash loop")
+    };
+    let o = opened(run(&crash));
+    assert_eq!((o.status.phase, o.act), (Phase::Escalated, false));
+    assert!(o.status.attempts.is_empty());
+
+    // Scale already at maxReplicas: backtest used to miss this (it never planned).
+    let full = Case {
+        spec: policy(scale(3), Pattern::ResourceContention),
+        ev: verdict(FaultKind::ResourceContention, &[]),
+        ..base("scale at max")
+    };
+    let o = opened(run(&full));
+    assert_eq!((o.status.phase, o.act), (Phase::Escalated, false));
+    assert!(
+        o.status.message.contains("maxReplicas"),
+        "{}",
+        o.status.message
+    );
+
+    let room = Case {
+        spec: policy(scale(5), Pattern::ResourceContention),
+        ev: verdict(FaultKind::ResourceContention, &[]),
+        ..base("scale with room")
+    };
+    let o = opened(run(&room));
+    let a = o.status.attempts.last().expect("attempt");
+    assert_eq!(
+        (a.from_replicas, a.to_replicas, o.act),
+        (Some(3), Some(4), true)
+    );
+
+    // maxUnavailable: one pod already down, so the eviction waits.
+    let busy = Case {
+        workload: Some(workload(3, 2)),
+        ..base("max unavailable")
+    };
+    let o = opened(run(&busy));
+    assert_eq!((o.status.phase, o.act), (Phase::Acting, false));
+    assert!(o.status.attempts.is_empty());
+
+    let gone = Case {
+        workload: None,
+        ..base("target gone")
+    };
+    let o = opened(run(&gone));
+    assert!(!o.act);
+    assert!(o.status.message.contains("not found"));
+}
+
+#[test]
+fn open_incidents_are_verified_resumed_or_closed() {
+    let verifying = || {
+        vec![incident(
+            Phase::Verifying,
+            vec![attempt(AttemptResult::Applied, 900)],
+            890,
+        )]
+    };
+    // Clear long enough: succeeded.
+    let mut c = Case {
+        history: verifying(),
+        ev: verdict(FaultKind::Healthy, &[]),
+        ..base("clear")
+    };
+    if let Some(s) = c.history[0].status.as_mut() {
+        s.clear_since = Some(Time(at(900)));
+    }
+    let a = advanced(run(&c));
+    assert_eq!((a.status.phase, a.act), (Phase::Succeeded, false));
+
+    // Still firing past the deadline: a second attempt is planned.
+    let c = Case {
+        history: verifying(),
+        now: 1300,
+        ..base("retry")
+    };
+    let a = advanced(run(&c));
+    assert_eq!((a.status.phase, a.act), (Phase::Acting, true));
+    assert_eq!(a.status.attempts.len(), 2);
+
+    // ... unless the hourly budget is spent: escalated.
+    let mut c = Case {
+        history: verifying(),
+        now: 1300,
+        ..base("retry refused")
+    };
+    c.spec.guards.max_actions_per_hour = 1;
+    let a = advanced(run(&c));
+    assert_eq!(a.status.phase, Phase::Escalated);
+    assert!(a.status.message.contains("retry refused"));
+
+    // A Pending attempt (crash after the save) is executed again: execution checks first.
+    let c = Case {
+        history: vec![incident(
+            Phase::Acting,
+            vec![attempt(AttemptResult::Pending, 990)],
+            990,
+        )],
+        ..base("resume pending")
+    };
+    assert!(advanced(run(&c)).act);
+
+    // A Blocked attempt runs again only while the fault fires on fresh data.
+    let blocked = || {
+        vec![incident(
+            Phase::Acting,
+            vec![attempt(AttemptResult::Blocked, 990)],
+            990,
+        )]
+    };
+    let c = Case {
+        history: blocked(),
+        ..base("blocked, firing")
+    };
+    assert!(advanced(run(&c)).act);
+    let c = Case {
+        history: blocked(),
+        ev: verdict(FaultKind::Healthy, &[]),
+        ..base("blocked, cleared")
+    };
+    let a = advanced(run(&c));
+    assert_eq!((a.status.phase, a.act), (Phase::Succeeded, false));
+    let c = Case {
+        history: blocked(),
+        ev: blind(),
+        ..base("blocked, blind")
+    };
+    let a = advanced(run(&c));
+    assert_eq!((a.status.phase, a.act), (Phase::Acting, false));
+
+    // The fault was removed from the policy: closed.
+    let mut c = Case {
+        history: verifying(),
+        ..base("fault removed")
+    };
+    c.ev.verdicts[0].fault = "other".into();
+    let a = advanced(run(&c));
+    assert_eq!(a.status.phase, Phase::Escalated);
+}
+
+#[test]
+fn incident_names_are_deterministic_and_dns_safe() {
+    let t = target();
+    assert_eq!(incident_name("web", &t, "runaway", 3), "web-runaway-3");
+    assert_eq!(incident_name("team.a", &t, "leak", 1), "team-a-web-leak-1");
+    let long = "x".repeat(300);
+    let n = incident_name(&long, &t, &long, 7);
+    assert!(n.len() <= 253, "{}", n.len());
+    assert!(
+        n.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    );
+    // The sequence follows the label, not the count of what is left.
+    let h = vec![incident(Phase::Succeeded, vec![], 0)];
+    let mut c = base("seq");
+    c.history = h;
+    c.spec.guards.cooldown = Duration::from_secs(1);
+    let o = opened(run(&c));
+    assert_eq!(o.seq, 2);
+    assert_eq!(o.name, "web-f-2");
+}
+
+#[test]
+fn the_kill_switch_halts_an_open_incident_at_its_next_step() {
+    for (suspend, dry_run) in [(true, false), (false, true)] {
+        let mut c = Case {
+            history: vec![incident(
+                Phase::Acting,
+                vec![attempt(AttemptResult::Blocked, 990)],
+                990,
+            )],
+            ..base("kill switch")
+        };
+        c.spec.guards.suspend = suspend;
+        c.spec.guards.dry_run = dry_run;
+        let a = advanced(run(&c));
+        assert_eq!((a.status.phase, a.act), (Phase::Halted, false));
+        assert!(a.status.message.contains("halted"), "{}", a.status.message);
+    }
+}
+
+#[test]
+fn acting_has_a_deadline() {
+    // Blocked by a PodDisruptionBudget since t=0; verify.timeout is 5m.
+    let c = Case {
+        history: vec![incident(
+            Phase::Acting,
+            vec![attempt(AttemptResult::Blocked, 0)],
+            0,
+        )],
+        now: 301,
+        ..base("blocked too long")
+    };
+    let a = advanced(run(&c));
+    assert_eq!((a.status.phase, a.act), (Phase::Escalated, false));
+    assert!(
+        a.status.message.contains("could not act"),
+        "{}",
+        a.status.message
+    );
+    let c = Case {
+        history: vec![incident(
+            Phase::Acting,
+            vec![attempt(AttemptResult::Blocked, 0)],
+            0,
+        )],
+        now: 200,
+        ..base("blocked, within the deadline")
+    };
+    assert!(advanced(run(&c)).act);
+}
+
+#[test]
+fn a_relapse_within_the_window_escalates_instead_of_repeating() {
+    let mut done = incident(
+        Phase::Succeeded,
+        vec![attempt(AttemptResult::Applied, 0)],
+        0,
+    );
+    if let Some(s) = done.status.as_mut() {
+        s.finished_at = Some(Time(at(120)));
+    }
+    let mut c = Case {
+        history: vec![done.clone()],
+        now: 900,
+        ..base("relapse")
+    };
+    c.spec.guards.cooldown = Duration::from_secs(60);
+    let o = opened(run(&c));
+    assert_eq!((o.status.phase, o.act), (Phase::Escalated, false));
+    assert!(o.status.message.contains("relapse"), "{}", o.status.message);
+    // Past the window (30m by default) it is a new fault, fixed as usual.
+    c.now = 120 + 1801;
+    assert!(opened(run(&c)).act);
+}

@@ -4,9 +4,10 @@
 # answers on KUBECONFIG, a server-side dry run of every rendered object.
 #
 #   charts/verify.sh                    # everything that can run here
-#   VERIFY_RBAC=1 charts/verify.sh      # also install the chart for real into a scratch namespace
-#                                       # and check the ServiceAccount's permissions with
-#                                       # `kubectl auth can-i`, then uninstall
+#   VERIFY_RBAC=1 charts/verify.sh      # also install the chart for real into a scratch namespace,
+#                                       # check the ServiceAccount's permissions with
+#                                       # `kubectl auth can-i` and prove the ValidatingAdmissionPolicy
+#                                       # with its token (charts/vap-check.sh), then uninstall
 #
 # Environment:
 #   HELM, KUBECTL, PROMTOOL   binaries (default: ~/.cache/homeostat/... when present, else PATH)
@@ -61,7 +62,8 @@ variants=(
   "replicas2|--set replicaCount=2"
   "watchNamespaces|--set watchNamespaces={a,b}"
   "monitoring|--set serviceMonitor.enabled=true,prometheusRule.enabled=true,dashboard.enabled=true"
-  "everything|--set replicaCount=3,prometheusUrl=http://prometheus.monitoring:9090,watchNamespaces={a,b},leaderElection.force=true,rbac.readSecrets=false,evaluation.step=30s,serviceMonitor.enabled=true,prometheusRule.enabled=true,dashboard.enabled=true"
+  "everything|--set replicaCount=3,prometheusUrl=http://prometheus.monitoring:9090,watchNamespaces={a,b},leaderElection.force=true,rbac.secretNames={prom-token},evaluation.step=30s,serviceMonitor.enabled=true,prometheusRule.enabled=true,dashboard.enabled=true,egress.prometheusAllow={https://thanos.example.com/tenant-a},egress.webhookAllow={https://hooks.slack.com/services/T0/},egress.webhookAllowPublic=true,egress.prometheusMaxResponseBytes=1048576"
+  "noAdmissionPolicy|--set admissionPolicy.enabled=false"
 )
 for v in "${variants[@]}"; do
   name=${v%%|*} flags=${v#*|}
@@ -94,12 +96,25 @@ expect watchNamespaces "namespace: b"
 expect monitoring "kind: ServiceMonitor"
 expect monitoring "kind: PrometheusRule"
 expect monitoring "grafana_dashboard: \"1\""
-refuse everything "resources: \[\"secrets\"\]"
+refuse default "resources: \[\"secrets\"\]"
+expect everything 'resourceNames: \["prom-token"\]'
+expect default "kind: ValidatingAdmissionPolicy$"
+expect default "kind: ValidatingAdmissionPolicyBinding$"
+expect default "request.userInfo.username == 'system:serviceaccount:homeostat-system:homeostat'"
+refuse noAdmissionPolicy "kind: ValidatingAdmissionPolicy"
+expect everything '- "--prometheus-allow=https://thanos.example.com/tenant-a"'
+expect everything '- "--webhook-allow=https://hooks.slack.com/services/T0/"'
+expect everything "- --webhook-allow-public"
+expect everything '- "--prometheus-max-response-bytes=1048576"'
+refuse default "prometheus-max-response-bytes"
+refuse default "webhook-allow"
 [[ $fail == 0 ]] && echo ok
 
 step "values.schema.json rejects bad values"
 for badv in replicaCount=0 image.pullPolicy=Sometimes 'watchNamespaces={Bad_NS}' \
-  leaderElection.leaseDuration=soon prometheusUrl=prometheus:9090 service.type=Ingress typo=1; do
+  leaderElection.leaseDuration=soon prometheusUrl=prometheus:9090 service.type=Ingress typo=1 \
+  'rbac.secretNames={Bad/Name}' rbac.readSecrets=true 'egress.webhookAllow={ftp://x}' \
+  'egress.prometheusAllow={http://user@evil:9090}' egress.prometheusMaxResponseBytes=0; do
   if "$HELM" template homeostat "$chart" --set "$badv" >/dev/null 2>&1; then
     bad "schema accepted $badv"
   else
@@ -122,6 +137,14 @@ EOF
   (cd "$tmp" && "$PROMTOOL" test rules alerts_test.yaml) || bad "promtool test rules"
 else
   echo "skipped: promtool not installed"
+fi
+
+step "Argo CD health checks (Lua)"
+lua=$(command -v lua5.4 || command -v lua5.3 || command -v lua5.1 || command -v luajit || command -v lua || true)
+if [[ -n $lua ]]; then
+  "$lua" "$chart/argocd/test.lua" || bad "argocd health checks"
+else
+  echo "skipped: no lua interpreter (apt-get install lua5.4)"
 fi
 
 step "dashboard JSON"
@@ -178,6 +201,13 @@ EOF
   echo "-- config/samples (namespace $NS)"
   "$KUBECTL" apply --dry-run=server -n "$NS" -f "$repo/config/samples/" || bad "dry run of config/samples"
 
+  step "CRD schema: tests/schema corpus (refused / accepted by the apiserver)"
+  if [[ ${VERIFY_APPLY_CRDS:-1} != 0 ]]; then
+    KUBECTL=$KUBECTL "$repo/tests/schema/check.sh" "$NS" || bad "schema corpus"
+  else
+    echo "skipped: VERIFY_APPLY_CRDS=0 (the corpus needs this tree's crds/)"
+  fi
+
   if [[ ${VERIFY_RBAC:-0} == 1 ]]; then
     step "real install + ServiceAccount permissions (kubectl auth can-i)"
     vns="homeostat-verify-$$" wns="homeostat-verify-$$-w"
@@ -189,7 +219,8 @@ EOF
     trap 'cleanup_rbac; rm -rf "$tmp"' EXIT
     "$KUBECTL" create ns "$vns" >/dev/null && "$KUBECTL" create ns "$wns" >/dev/null
     "$HELM" install "$rel" "$chart" -n "$vns" --skip-crds \
-      --set replicaCount=2 --set "watchNamespaces={$wns}" >/dev/null || bad "helm install"
+      --set replicaCount=2 --set "watchNamespaces={$wns}" --set "rbac.secretNames={prom-token}" \
+      >/dev/null || bad "helm install"
     sa="system:serviceaccount:$vns:$rel-homeostat"
     can() { # can EXPECT NS VERB RESOURCE[/NAME] [SUBRESOURCE]
       local want=$1 ns=$2 verb=$3 res=$4 sub=${5:-} got args
@@ -212,7 +243,7 @@ EOF
     for r in deployments.apps statefulsets.apps; do for vb in get patch; do can yes "$wns" $vb $r scale; done; done
     for vb in get list watch; do can yes "$wns" $vb pods; done
     can yes "$wns" create pods eviction
-    can yes "$wns" get secrets
+    can yes "$wns" get secrets/prom-token
     for vb in create patch; do can yes "$wns" $vb events.events.k8s.io; done
     for vb in get create patch; do can yes "$vns" $vb leases.coordination.k8s.io; done
     # Only what the code calls: no writes to ReplicaSets, no reads of pods' logs or exec.
@@ -228,6 +259,7 @@ EOF
     can no "$wns" delete pods
     can no "$wns" update deployments.apps
     can no "$wns" list secrets
+    can no "$wns" get secrets/other-secret
     can no "$wns" delete remediations.homeostat.dev
     can no "$wns" update remediations.homeostat.dev status
     can no "$wns" create pods
@@ -236,6 +268,9 @@ EOF
     can no "$vns" delete leases.coordination.k8s.io/homeostat-leader
     can no "$wns" get leases.coordination.k8s.io/homeostat-leader
     can no "" list customresourcedefinitions.apiextensions.k8s.io
+
+    step "ValidatingAdmissionPolicy: what the operator's own token may change"
+    KUBECTL=$KUBECTL "$here/vap-check.sh" "$vns" "$rel-homeostat" "$wns" || bad "admission policy check"
     cleanup_rbac
   fi
 fi

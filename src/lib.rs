@@ -3,12 +3,15 @@
 
 pub mod api;
 pub mod backtest;
+pub mod bounded;
 pub mod conditions;
 pub mod controller;
 pub mod crd;
 pub mod diagnose;
 pub mod diagnosis;
+pub mod egress;
 pub mod failpoint;
+pub mod kstatus;
 pub mod leader;
 pub mod metrics;
 pub mod notify;

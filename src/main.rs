@@ -108,6 +108,19 @@ struct RunArgs {
     /// Name of the leader Lease.
     #[arg(long, env = "HOMEOSTAT_LEASE_NAME", default_value = homeostat::leader::LEASE_NAME)]
     lease_name: String,
+    /// Another Prometheus URL prefix policies may name in spec.prometheus.url (repeat); the
+    /// --prometheus-url is always allowed. Matched on scheme, host, port and path prefix.
+    #[arg(long, env = "HOMEOSTAT_PROMETHEUS_ALLOW", value_delimiter = ',')]
+    prometheus_allow: Vec<String>,
+    /// Largest Prometheus answer read, in bytes (default 16 MiB).
+    #[arg(long, default_value_t = homeostat::prometheus::DEFAULT_MAX_BODY)]
+    prometheus_max_response_bytes: usize,
+    /// A webhook URL prefix policies may notify (repeat); none when absent.
+    #[arg(long, env = "HOMEOSTAT_WEBHOOK_ALLOW", value_delimiter = ',')]
+    webhook_allow: Vec<String>,
+    /// Also allow webhooks to any public https destination (never to an internal address).
+    #[arg(long, env = "HOMEOSTAT_WEBHOOK_ALLOW_PUBLIC")]
+    webhook_allow_public: bool,
     /// Time between sweeps; a policy is evaluated on the first sweep after its interval.
     #[arg(long, default_value = "5s")]
     sweep_tick: SpecDuration,
@@ -311,10 +324,29 @@ async fn run_operator(a: RunArgs) -> anyhow::Result<()> {
         Some(url) => {
             let mut cfg = ClientConfig::new(url.clone());
             cfg.timeout = a.query_timeout.get();
+            cfg.max_body = a.prometheus_max_response_bytes;
             Some(PromClient::new(cfg).context("--prometheus-url")?)
         }
         None => None,
     };
+    let prom_allow = homeostat::egress::AllowList::parse(
+        "Prometheus",
+        "--prometheus-allow",
+        &a.prometheus_allow,
+    )
+    .context("--prometheus-allow")?;
+    let prom_sources = controller::prom::Sources::new(
+        default_prom.clone(),
+        prom_allow.entries().to_vec(),
+        a.query_timeout.get(),
+        a.prometheus_max_response_bytes,
+    );
+    let webhook_allow =
+        homeostat::egress::AllowList::parse("webhooks", "--webhook-allow", &a.webhook_allow)
+            .context("--webhook-allow")?
+            .allow_public(a.webhook_allow_public);
+    let notifier = homeostat::notify::Notifier::new(webhook_allow)
+        .map_err(|e| anyhow::anyhow!("building the webhook client: {e}"))?;
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::new(&mut registry));
     let registry = Arc::new(registry);
@@ -367,15 +399,15 @@ async fn run_operator(a: RunArgs) -> anyhow::Result<()> {
         namespaces = ?a.namespaces,
         listen = %a.listen,
         leader_elect = a.leader_elect,
+        prometheus_allow = ?a.prometheus_allow,
+        webhook_allow = ?a.webhook_allow,
+        webhook_allow_public = a.webhook_allow_public,
         "homeostat starting"
     );
-    let ctx = Arc::new(Context::new(
-        client,
-        default_prom,
-        metrics,
-        settings,
-        leading_rx,
-    ));
+    let ctx = Arc::new(
+        Context::new(client, default_prom, metrics, settings, leading_rx)
+            .with_egress(prom_sources, notifier),
+    );
     let mut stop = shutdown_rx.clone();
     let signal = async move {
         shutdown_signal().await;

@@ -8,7 +8,8 @@ use std::{
 
 use axum::{Router, extract::State, http::StatusCode, routing::post};
 use homeostat::{
-    notify::{Notification, send},
+    egress::AllowList,
+    notify::{Notification, Notifier},
     v1alpha1::{WebhookFormat, WebhookSpec},
 };
 
@@ -42,6 +43,12 @@ async fn start(r: Receiver) -> String {
     format!("http://{addr}/hook")
 }
 
+/// A notifier that allows only `url`.
+fn notifier(url: &str) -> Notifier {
+    Notifier::new(AllowList::parse("webhooks", "--webhook-allow", &[url.to_string()]).unwrap())
+        .unwrap()
+}
+
 fn incident() -> Notification {
     Notification {
         namespace: "shop".into(),
@@ -67,9 +74,8 @@ fn hook_spec(url: String, format: WebhookFormat) -> WebhookSpec {
 async fn generic_and_slack_payloads_arrive() {
     let r = Receiver::default();
     let url = start(r.clone()).await;
-    let http = reqwest::Client::new();
-    send(
-        &http,
+    let http = notifier(&url);
+    http.send(
         &hook_spec(url.clone(), WebhookFormat::Generic),
         &incident(),
         3,
@@ -77,8 +83,7 @@ async fn generic_and_slack_payloads_arrive() {
     )
     .await
     .unwrap();
-    send(
-        &http,
+    http.send(
         &hook_spec(url, WebhookFormat::Slack),
         &incident(),
         3,
@@ -106,9 +111,9 @@ async fn failures_are_retried_then_given_up() {
         ..Receiver::default()
     };
     let url = start(r.clone()).await;
-    let http = reqwest::Client::new();
+    let http = notifier(&url);
     let spec = hook_spec(url, WebhookFormat::Generic);
-    send(&http, &spec, &incident(), 3, Duration::from_secs(2))
+    http.send(&spec, &incident(), 3, Duration::from_secs(2))
         .await
         .unwrap();
     assert_eq!(
@@ -118,9 +123,11 @@ async fn failures_are_retried_then_given_up() {
     );
 
     *r.script.lock().unwrap() = vec![500, 500, 500];
-    let err = send(&http, &spec, &incident(), 3, Duration::from_secs(2))
+    let err = http
+        .send(&spec, &incident(), 3, Duration::from_secs(2))
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("after 3 attempt(s)") && err.contains("500"),
         "{err}"
@@ -135,15 +142,16 @@ async fn a_slow_receiver_times_out() {
     };
     let url = start(r).await;
     let started = Instant::now();
-    let err = send(
-        &reqwest::Client::new(),
-        &hook_spec(url, WebhookFormat::Generic),
-        &incident(),
-        1,
-        Duration::from_millis(300),
-    )
-    .await
-    .unwrap_err();
+    let err = notifier(&url)
+        .send(
+            &hook_spec(url, WebhookFormat::Generic),
+            &incident(),
+            1,
+            Duration::from_millis(300),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "gave up on time"

@@ -24,7 +24,7 @@ use super::{
 use crate::{
     Error,
     metrics::{ActionLabels, PhaseLabel, ResultLabel},
-    notify::{self, Notification},
+    notify::Notification,
     remediation::{
         actions::{self, MANAGER},
         engine::{self, Advancing, Intent, Opening, SEQ_LABEL},
@@ -374,12 +374,12 @@ fn notify_all(
         message: s.message.clone(),
     };
     for hook in hooks {
-        let http = ctx.http.clone();
+        let notifier = ctx.notifier.clone();
         let n = n.clone();
         let metrics = ctx.metrics.clone();
         // Delivery must not hold up the sweep.
         tokio::spawn(async move {
-            let result = notify::send(&http, &hook, &n, 3, Duration::from_secs(5)).await;
+            let result = notifier.send(&hook, &n, 3, Duration::from_secs(5)).await;
             metrics
                 .notifications
                 .get_or_create(&ResultLabel {

@@ -7,7 +7,7 @@
 mod apply;
 mod cache;
 mod events;
-mod prom;
+pub mod prom;
 mod status;
 mod sweep;
 mod validate;
@@ -78,8 +78,10 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Settings.
     pub settings: SweepSettings,
-    /// HTTP client for notifications.
-    pub http: reqwest::Client,
+    /// Which Prometheus URLs policies may use (`--prometheus-allow`), and the answer cap.
+    pub prom_sources: prom::Sources,
+    /// Sends notifications to allow-listed webhooks only (`--webhook-allow`).
+    pub notifier: crate::notify::Notifier,
     /// Whether this replica may act (leader).
     pub leading: watch::Receiver<bool>,
     caches: Arc<cache::Caches>,
@@ -104,18 +106,32 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         let (caches, watches) = cache::Caches::start(&client, &settings.query.namespaces);
+        let prom_sources = prom::Sources::new(
+            default_prom.clone(),
+            vec![],
+            settings.query.query_timeout,
+            crate::prometheus::DEFAULT_MAX_BODY,
+        );
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             default_prom,
             metrics,
             settings,
-            http: reqwest::Client::new(),
+            prom_sources,
+            notifier: crate::notify::Notifier::deny_all(),
             leading,
             caches,
             watches: Mutex::new(watches),
             prom_clients: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Replaces the default egress rules (only `--prometheus-url`, no webhook).
+    pub fn with_egress(mut self, prom: prom::Sources, notifier: crate::notify::Notifier) -> Self {
+        self.prom_sources = prom;
+        self.notifier = notifier;
+        self
     }
 
     fn count_write(&self, kind: &str) {
@@ -132,18 +148,21 @@ impl Context {
     }
 
     /// The Prometheus client of a policy: the operator's default, or one built from
-    /// `spec.prometheus` (cached for a few minutes, so the Secret is not read every sweep).
+    /// `spec.prometheus` (cached for a few minutes, so the Secret is not read every sweep). The
+    /// URL must be in `prom_sources.allow`, checked before the Secret is read.
     async fn prom_for(
         &self,
         ns: &str,
         source: Option<&PrometheusSource>,
     ) -> Result<PromClient, String> {
         let Some(src) = source else {
-            return self.default_prom.clone().ok_or_else(|| {
-                "the policy sets no spec.prometheus.url and the operator has no --prometheus-url"
-                    .to_string()
-            });
+            return self
+                .default_prom
+                .clone()
+                .ok_or_else(|| prom::SourceError::NoPrometheus.to_string());
         };
+        // Refuse before the cache: a URL outside the allow-list never gets a client.
+        prom::check_source(Some(src), &self.prom_sources).map_err(|e| e.to_string())?;
         let key = format!(
             "{ns}\n{}\n{:?}\n{:?}",
             src.url,
@@ -156,14 +175,9 @@ impl Context {
         {
             return Ok(c.clone());
         }
-        let c = prom::client_for(
-            &self.client,
-            ns,
-            Some(src),
-            self.default_prom.as_ref(),
-            self.settings.query.query_timeout,
-        )
-        .await?;
+        let c = prom::client_for_policy(&self.client, ns, Some(src), &self.prom_sources)
+            .await
+            .map_err(|e| e.to_string())?;
         if let Ok(mut m) = self.prom_clients.lock() {
             m.insert(key, (Instant::now(), c.clone()));
         }

@@ -45,16 +45,22 @@ pub struct ClientConfig {
     pub ca_pem: Option<Vec<u8>>,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// The largest answer read (bytes); a larger one is refused with [`PromError::TooLarge`].
+    pub max_body: usize,
 }
 
+/// The default cap on one Prometheus answer: 16 MiB, about 50 000 series of 240 points.
+pub const DEFAULT_MAX_BODY: usize = 16 << 20;
+
 impl ClientConfig {
-    /// An unauthenticated config with a 10 s timeout.
+    /// An unauthenticated config with a 10 s timeout and a [`DEFAULT_MAX_BODY`] cap.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             auth: Auth::None,
             ca_pem: None,
             timeout: Duration::from_secs(10),
+            max_body: DEFAULT_MAX_BODY,
         }
     }
 }
@@ -101,6 +107,18 @@ pub enum PromError {
         /// The start of the body.
         body: String,
     },
+    /// The answer was larger than the operator reads.
+    #[error(
+        "Prometheus at {url} answered more than {cap} bytes (the operator's --prometheus-max-response-bytes); narrow the query or raise the cap; query: {query}"
+    )]
+    TooLarge {
+        /// The base URL.
+        url: String,
+        /// The cap, in bytes.
+        cap: usize,
+        /// The query sent.
+        query: String,
+    },
     /// The answer was not what the API documents.
     #[error("unexpected answer from Prometheus at {url}: {message}")]
     Decode {
@@ -120,6 +138,7 @@ impl PromError {
             Self::Timeout { .. } => "PrometheusTimeout",
             Self::Rejected { .. } => "QueryRejected",
             Self::Http { .. } => "PrometheusHTTPError",
+            Self::TooLarge { .. } => "PrometheusAnswerTooLarge",
             Self::Decode { .. } => "PrometheusBadAnswer",
         }
     }
@@ -137,6 +156,7 @@ pub struct PromClient {
     base: String,
     auth: Auth,
     timeout: Duration,
+    max_body: usize,
 }
 
 #[derive(Deserialize)]
@@ -189,6 +209,8 @@ impl PromClient {
             )));
         }
         let mut builder = reqwest::Client::builder()
+            // A redirect would send the query (and the credentials' destination) elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("homeostat/", env!("CARGO_PKG_VERSION")));
@@ -207,6 +229,7 @@ impl PromClient {
             base,
             auth: cfg.auth,
             timeout: cfg.timeout,
+            max_body: cfg.max_body,
         })
     }
 
@@ -256,9 +279,33 @@ impl PromClient {
             Auth::Bearer(t) => req.bearer_auth(t),
             Auth::Basic { username, password } => req.basic_auth(username, Some(password)),
         };
-        let resp = req.send().await.map_err(|e| self.transport_error(e))?;
+        let mut resp = req.send().await.map_err(|e| self.transport_error(e))?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+        let too_large = || PromError::TooLarge {
+            url: self.base.clone(),
+            cap: self.max_body,
+            query: query.to_string(),
+        };
+        let body = match crate::egress::read_capped(&mut resp, self.max_body).await {
+            Ok(Some(b)) => b,
+            Ok(None) => return Err(too_large()),
+            Err(e) => return Err(self.transport_error(e)),
+        };
+        if status.is_redirection() {
+            let to = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .unwrap_or("?");
+            return Err(PromError::Http {
+                url: self.base.clone(),
+                status: status.as_u16(),
+                body: format!(
+                    "redirect to {} not followed",
+                    crate::bounded::truncate(to, 200)
+                ),
+            });
+        }
         match serde_json::from_slice::<ApiResponse>(&body) {
             Ok(api) if api.status == "success" => self.decode(api, query),
             Ok(api) => Err(PromError::Rejected {

@@ -4,5 +4,5 @@ mod client;
 mod series;
 pub mod template;
 
-pub use client::{Auth, ClientConfig, PromClient, PromError};
+pub use client::{Auth, ClientConfig, DEFAULT_MAX_BODY, PromClient, PromError};
 pub use series::{Point, Series};

@@ -107,10 +107,11 @@ per-namespace Roles (watchNamespaces). One comment per rule: the call the operat
 - apiGroups: [""]
   resources: ["pods/eviction"]
   verbs: ["create"]
-{{- if .Values.rbac.readSecrets }}
-# Prometheus credentials named by a policy's spec.prometheus.authSecretRef (get by name only).
+{{- with .Values.rbac.secretNames }}
+# Prometheus credentials named by a policy's spec.prometheus.authSecretRef: get, and only these.
 - apiGroups: [""]
   resources: ["secrets"]
+  resourceNames: {{ toJson . }}
   verbs: ["get"]
 {{- end }}
 # Events on policies, incidents and targets (kube-runtime Recorder: create, then patch a series).

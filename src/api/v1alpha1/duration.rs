@@ -8,6 +8,13 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// The pattern the apiserver enforces on every duration field.
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
 
+/// The longest duration accepted, in seconds (about 31 years): the schema refuses what
+/// [`Duration::from_str`] would refuse, so an accepted object can always be read back.
+pub const DURATION_MAX: u64 = 1_000_000_000;
+
+/// The CEL rule the apiserver enforces on every duration field (Go's `time.ParseDuration`, exact).
+const DURATION_RULE: &str = "duration(self) <= duration('1000000000s')";
+
 /// A duration written as `90s`, `2m` or `1h30m`; validated by the CRD schema and parsed on read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
 pub struct Duration(pub StdDuration);
@@ -73,7 +80,7 @@ impl FromStr for Duration {
             total += value * factor;
             rest = &rest[unit.len()..];
         }
-        if !total.is_finite() || total > 1.0e9 {
+        if !total.is_finite() || total > DURATION_MAX as f64 {
             return Err(err());
         }
         Ok(Self(StdDuration::from_secs_f64(total)))
@@ -134,7 +141,11 @@ impl JsonSchema for Duration {
             "type": "string",
             "pattern": DURATION_PATTERN,
             "maxLength": 32,
-            "description": "A duration such as 30s, 2m or 1h30m."
+            "description": "A duration such as 30s, 2m or 1h30m.",
+            "x-kubernetes-validations": [{
+                "rule": DURATION_RULE,
+                "message": "a duration must be at most 1000000000s (277777h46m40s)"
+            }]
         })
     }
 }
@@ -168,6 +179,35 @@ mod tests {
     fn rejects_garbage() {
         for s in ["", "10", "m", "5x", "1h-2m", "s5", "1.2.3s"] {
             assert!(s.parse::<Duration>().is_err(), "{s} should fail");
+        }
+    }
+
+    #[test]
+    fn refuses_what_the_schema_refuses() {
+        let max = format!("{DURATION_MAX}s");
+        assert!(
+            DURATION_RULE.contains(&max),
+            "the CEL bound is the parser's"
+        );
+        assert_eq!(
+            max.parse::<Duration>().expect("max").0.as_secs(),
+            DURATION_MAX
+        );
+        assert_eq!(
+            "277777h46m40s"
+                .parse::<Duration>()
+                .expect("max")
+                .0
+                .as_secs(),
+            DURATION_MAX
+        );
+        for over in [
+            "1000000001s",
+            "277778h",
+            "16666667m",
+            "999999999999999999999h",
+        ] {
+            assert!(over.parse::<Duration>().is_err(), "{over}");
         }
     }
 

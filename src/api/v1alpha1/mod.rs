@@ -7,7 +7,12 @@ mod duration;
 mod policy;
 mod remediation;
 
-pub use duration::{DURATION_PATTERN, Duration, ParseDurationError};
+pub use duration::{DURATION_MAX, DURATION_PATTERN, Duration, ParseDurationError};
+
+/// An object name (DNS-1123 subdomain): what a Deployment, StatefulSet, Secret or Pod may be called.
+pub const NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A DNS-1123 label: fault and signal names.
+pub const LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 pub use policy::*;
 pub use remediation::*;
 
@@ -41,7 +46,7 @@ pub struct TargetRef {
     /// Deployment or StatefulSet.
     pub kind: WorkloadKind,
     /// The workload's name.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = NAME_PATTERN))]
     pub name: String,
 }
 

@@ -9,7 +9,10 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionType, Duration, Evidence, FaultKind, Pattern, TargetRef, WorkloadKind};
+use super::{
+    ActionType, Duration, Evidence, FaultKind, LABEL_PATTERN, NAME_PATTERN, Pattern, TargetRef,
+    WorkloadKind,
+};
 
 /// A policy that watches one workload through Prometheus and heals the faults it recognises.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -40,6 +43,7 @@ use super::{ActionType, Duration, Evidence, FaultKind, Pattern, TargetRef, Workl
         json_path = ".metadata.creationTimestamp"
     )
 )]
+#[kube(validation = Rule::new("self.metadata.name.size() <= 63").message("a RemediationPolicy name must be at most 63 characters (it is used as a label value on its Remediations)"))]
 #[x_kube(validation = Rule::new("has(self.targetRef) != has(self.selector)").message("set exactly one of targetRef (one workload) and selector (every matching workload)"))]
 #[x_kube(validation = Rule::new("self.faults.all(f, self.faults.exists_one(g, g.name == f.name))").message("fault names must be unique"))]
 #[x_kube(validation = Rule::new("self.faults.all(f, !has(f.signal) || self.signals.exists(s, s.name == f.signal))").message("every fault.signal must name an entry of spec.signals"))]
@@ -170,7 +174,7 @@ pub struct PrometheusSource {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 pub struct SecretRef {
     /// The Secret's name.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = NAME_PATTERN))]
     pub name: String,
 }
 
@@ -178,10 +182,7 @@ pub struct SecretRef {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 pub struct Signal {
     /// Name used by `faults[].signal`.
-    #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 63), regex(pattern = LABEL_PATTERN))]
     pub name: String,
     /// The PromQL expression; a `pod` label in its result implicates those pods.
     #[schemars(length(min = 1, max = 4096))]
@@ -227,10 +228,7 @@ pub struct QueryOverrides {
 #[serde(rename_all = "camelCase")]
 pub struct FaultSpec {
     /// A name for this fault, unique in the policy.
-    #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 63), regex(pattern = LABEL_PATTERN))]
     pub name: String,
     /// The detector to run.
     pub pattern: Pattern,
@@ -239,7 +237,7 @@ pub struct FaultSpec {
     pub for_: Duration,
     /// For `Threshold`: the name of a signal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 63))]
+    #[schemars(length(min = 1, max = 63), regex(pattern = LABEL_PATTERN))]
     pub signal: Option<String>,
     /// For `Threshold`: the comparison that means "faulty".
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -318,7 +316,7 @@ pub struct DetectorParams {
     pub limit_ratio: Option<f64>,
     /// RunawayProcess: CPU cores below which a pod is never called runaway (default 0.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0.0))]
+    #[schemars(range(min = 0.0, max = 100000.0))]
     pub min_cores: Option<f64>,
     /// ResourceContention: fraction of CFS periods throttled that counts as starved (default 0.25).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -333,7 +331,7 @@ pub struct DetectorParams {
     pub horizon: Option<Duration>,
     /// CrashLoop: restarts within the `for` window that mean a crash loop (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 10000))]
     pub restarts: Option<u32>,
     /// Pods younger than this are not judged (default 60s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -368,7 +366,7 @@ pub struct ScaleSpec {
     pub step: i32,
     /// Never scale below this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 10000))]
     pub min_replicas: Option<i32>,
     /// Never scale above this.
     #[schemars(range(min = 1, max = 10000))]
@@ -527,6 +525,7 @@ pub struct RemediationPolicyStatus {
     pub targets: Vec<TargetStatus>,
     /// Workloads the policy covers.
     #[serde(default)]
+    #[schemars(range(max = 4294967295_u32))]
     pub target_count: u32,
 }
 
@@ -553,6 +552,7 @@ pub struct Evaluation {
     /// When it ran.
     pub time: Time,
     /// Prometheus queries it issued.
+    #[schemars(range(max = 4294967295_u32))]
     pub queries: u32,
     /// One verdict per fault.
     pub verdicts: Vec<FaultVerdictStatus>,

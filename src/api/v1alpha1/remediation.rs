@@ -5,7 +5,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionSpec, ActionType, Evidence, Pattern, TargetRef};
+use super::{ActionSpec, ActionType, Evidence, NAME_PATTERN, Pattern, TargetRef};
 
 /// One incident: what was seen, what was done, and how it ended. Created by the operator, owned by its policy.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -35,10 +35,12 @@ use super::{ActionSpec, ActionType, Evidence, Pattern, TargetRef};
 #[serde(rename_all = "camelCase")]
 pub struct RemediationSpec {
     /// The policy that opened this incident.
+    #[schemars(length(min = 1, max = 63), regex(pattern = NAME_PATTERN))]
     pub policy_ref: String,
     /// The workload concerned.
     pub target: TargetRef,
     /// The policy fault (by name) that fired.
+    #[schemars(length(min = 1, max = 63), regex(pattern = super::LABEL_PATTERN))]
     pub fault: String,
     /// The pattern that fired.
     pub pattern: Pattern,
@@ -121,6 +123,7 @@ pub enum AttemptResult {
 #[serde(rename_all = "camelCase")]
 pub struct Attempt {
     /// 1-based attempt number.
+    #[schemars(range(max = 4294967295_u32))]
     pub number: u32,
     /// The action.
     pub action: ActionType,
@@ -139,9 +142,11 @@ pub struct Attempt {
     pub pods: Vec<String>,
     /// Replicas before a Scale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 2147483647))]
     pub from_replicas: Option<i32>,
     /// Replicas a Scale sets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 2147483647))]
     pub to_replicas: Option<i32>,
     /// The `restartedAt` stamp a RolloutRestart writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -160,6 +165,7 @@ pub struct RemediationStatus {
     pub attempts: Vec<Attempt>,
     /// Number of attempts (for printer columns).
     #[serde(default)]
+    #[schemars(range(max = 4294967295_u32))]
     pub attempt_count: u32,
     /// Since when the fault has been clear while verifying.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -85,21 +85,6 @@ impl Reason {
     }
 }
 
-/// Longest condition or status message kept, in bytes.
-pub const MAX_MESSAGE: usize = 1024;
-
-/// `s` cut to at most [`MAX_MESSAGE`] bytes on a character boundary, with an ellipsis when cut.
-pub fn bounded(s: &str) -> String {
-    if s.len() <= MAX_MESSAGE {
-        return s.to_string();
-    }
-    let mut end = MAX_MESSAGE - '…'.len_utf8();
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
-}
-
 /// Sets a condition, keeping `lastTransitionTime` when its status does not change.
 pub fn set(
     conds: &mut Vec<Condition>,
@@ -165,12 +150,7 @@ mod tests {
     }
 
     #[test]
-    fn messages_are_bounded_on_character_boundaries() {
-        assert_eq!(bounded("short"), "short");
-        let long = "é".repeat(2000);
-        let b = bounded(&long);
-        assert!(b.len() <= MAX_MESSAGE, "{}", b.len());
-        assert!(b.ends_with('…'));
+    fn reasons_round_trip_error_categories() {
         for c in [
             "PrometheusUnreachable",
             "QueryRejected",

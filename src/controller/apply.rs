@@ -195,6 +195,17 @@ async fn save(
 ) -> Result<Remediation, Error> {
     let api =
         Api::<Remediation>::namespaced(ctx.client.clone(), &rem.namespace().unwrap_or_default());
+    // kstatus conditions, so Flux and Argo CD read an open incident as InProgress and an
+    // escalated or failed one as Failed.
+    let mut status = status.clone();
+    crate::kstatus::remediation_conditions(
+        &mut status.conditions,
+        status.phase,
+        &status.message,
+        rem.metadata.generation,
+        Timestamp::now(),
+    );
+    status.message = crate::bounded::message(&status.message);
     let patch = json!({
         "apiVersion": "homeostat.dev/v1alpha1",
         "kind": "Remediation",

@@ -72,7 +72,7 @@ pub async fn publish_policy(recorder: &Recorder, ns: &str, name: &str, uid: &str
     let ev = Event {
         type_: EventType::Warning,
         reason: "ActionHeld".into(),
-        note: Some(crate::conditions::bounded(note)),
+        note: Some(crate::bounded::message(note)),
         action: "Guard".into(),
         secondary: None,
     };
@@ -94,7 +94,7 @@ pub async fn publish(
     let ev = Event {
         type_: reason.type_(),
         reason: reason.as_str().into(),
-        note: Some(crate::conditions::bounded(&note)),
+        note: Some(crate::bounded::message(&note)),
         action: action.into(),
         secondary: Some(rem.object_ref(&())),
     };

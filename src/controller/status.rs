@@ -223,11 +223,11 @@ fn evaluated(
 /// Bounds every free-text field, so one noisy detector cannot make the object too big to write.
 fn bound(st: &mut RemediationPolicyStatus) {
     for c in &mut st.conditions {
-        c.message = conditions::bounded(&c.message);
+        c.message = crate::bounded::message(&c.message);
     }
     if let Some(e) = st.last_evaluation.as_mut() {
         for v in &mut e.verdicts {
-            v.message = conditions::bounded(&v.message);
+            v.message = crate::bounded::message(&v.message);
             v.pods.truncate(20);
         }
     }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::{
     controller::{Settings, evaluate_policy},
     diagnosis::{
-        self, EvalContext, FaultVerdict, action_for, choose, default_faults, evaluate_all,
+        self, EvalContext, FaultVerdict, action_for, classify, default_faults, evaluate_all,
         fetch::{self, DiscoveredWorkload, FetchError, PodRef, QuerySet, Range, needed},
     },
     prometheus::{PromClient, PromError, template::escape_regex},
@@ -69,8 +69,18 @@ pub struct Finding {
     pub fault: FaultKind,
     /// Pods implicated.
     pub pods: Vec<String>,
-    /// What homeostat would do.
+    /// What homeostat would do now (None while the fault's action is not due).
     pub action: ActionOut,
+    /// Whether the fault's action is due now.
+    pub due: bool,
+    /// Seconds until it becomes due at the current trend (0 when due), if projected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_in_seconds: Option<f64>,
+    /// How long the evidence has held (seconds).
+    pub held_for_seconds: f64,
+    /// MemoryLeak: projected seconds to the memory limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_to_limit_seconds: Option<f64>,
     /// 0..1.
     pub confidence: f64,
     /// The numbers behind it.
@@ -114,14 +124,22 @@ pub fn finding(target: TargetOut, faults: &[FaultSpec], verdicts: &[FaultVerdict
             message: v.verdict.message.clone(),
         })
         .collect();
-    if let Some((f, v)) = choose(faults, verdicts) {
+    if let Some((f, v)) = classify(faults, verdicts) {
         return Finding {
             target,
             fault: v.verdict.kind,
             pods: v.verdict.pods.clone(),
             action: ActionOut {
-                type_: action_for(f).type_.as_str().into(),
+                type_: if v.verdict.due {
+                    action_for(f).type_.as_str().into()
+                } else {
+                    "None".into()
+                },
             },
+            due: v.verdict.due,
+            due_in_seconds: v.verdict.due_in,
+            held_for_seconds: v.verdict.held_for,
+            time_to_limit_seconds: v.verdict.time_to_limit,
             confidence: v.verdict.confidence,
             evidence: v.verdict.evidence.clone(),
             message: v.verdict.message.clone(),
@@ -140,6 +158,10 @@ pub fn finding(target: TargetOut, faults: &[FaultSpec], verdicts: &[FaultVerdict
         action: ActionOut {
             type_: "None".into(),
         },
+        due: false,
+        due_in_seconds: None,
+        held_for_seconds: 0.0,
+        time_to_limit_seconds: None,
         confidence: if kind == FaultKind::Healthy { 1.0 } else { 0.0 },
         evidence: vec![],
         message,

@@ -23,7 +23,7 @@ use crate::{
     prometheus::PromClient,
     remediation::actions::{self, LivePod, MANAGER},
     v1alpha1::{
-        Evaluation, FaultKind, FaultVerdictStatus, Phase, RemediationPolicy, RemediationPolicySpec,
+        Evaluation, FaultVerdictStatus, Phase, RemediationPolicy, RemediationPolicySpec,
         RemediationPolicyStatus,
     },
 };
@@ -96,13 +96,7 @@ pub async fn evaluate_policy(
                 .map(|f| FaultVerdict {
                     fault: f.name.clone(),
                     pattern: f.pattern,
-                    verdict: Verdict {
-                        kind: FaultKind::Inconclusive,
-                        pods: vec![],
-                        confidence: 0.0,
-                        evidence: vec![],
-                        message: format!("no data: {e}"),
-                    },
+                    verdict: Verdict::inconclusive(format!("no data: {e}")),
                 })
                 .collect(),
             queries: 0,

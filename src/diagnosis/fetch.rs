@@ -71,6 +71,18 @@ impl QuerySet {
                     "sum by (namespace, pod) (last_over_time(kube_pod_container_status_restarts_total{{{SEL}}}[{{{{ window }}}}]))"
                 ),
             ),
+            (
+                StdSignal::BackOff,
+                format!(
+                    r#"max by (namespace, pod) (kube_pod_container_status_waiting_reason{{{SEL}, reason="CrashLoopBackOff"}})"#
+                ),
+            ),
+            (
+                StdSignal::LastTerminated,
+                format!(
+                    "max by (namespace, pod, reason) (last_over_time(kube_pod_container_status_last_terminated_reason{{{SEL}}}[{{{{ window }}}}]))"
+                ),
+            ),
         ];
         Self {
             templates: t.into_iter().collect(),
@@ -88,6 +100,8 @@ impl QuerySet {
                 (StdSignal::Memory, &o.memory),
                 (StdSignal::MemoryLimit, &o.memory_limit),
                 (StdSignal::Restarts, &o.restarts),
+                (StdSignal::BackOff, &o.back_off),
+                (StdSignal::LastTerminated, &o.last_terminated_reason),
             ] {
                 if let Some(q) = q {
                     s.templates.insert(sig, q.clone());
@@ -118,7 +132,11 @@ pub fn needed(faults: &[FaultSpec]) -> BTreeSet<StdSignal> {
                 n.extend([StdSignal::Memory, StdSignal::MemoryLimit]);
             }
             Pattern::CrashLoop => {
-                n.insert(StdSignal::Restarts);
+                n.extend([
+                    StdSignal::Restarts,
+                    StdSignal::BackOff,
+                    StdSignal::LastTerminated,
+                ]);
             }
             Pattern::Threshold => {}
         }
@@ -326,12 +344,32 @@ pub fn assemble(fetched: &Fetched, pods: &[PodRef]) -> WorkloadSeries {
             throttling: points(StdSignal::Throttling, p),
             memory: points(StdSignal::Memory, p),
             restarts: points(StdSignal::Restarts, p),
+            backoff: points(StdSignal::BackOff, p),
+            last_terminated: last_reason(fetched, p),
             cpu_limit: latest(StdSignal::CpuLimit, p),
             memory_limit: latest(StdSignal::MemoryLimit, p),
         })
         .collect();
     let signals = fetched.signals.clone();
     WorkloadSeries { pods, signals }
+}
+
+/// The `reason` of a pod's newest last-terminated-reason series with a non-zero value.
+fn last_reason(fetched: &Fetched, p: &PodRef) -> Option<String> {
+    fetched
+        .std
+        .get(&StdSignal::LastTerminated)?
+        .iter()
+        .filter(|s| {
+            s.label("pod") == Some(p.name.as_str())
+                && s.label("namespace").is_none_or(|n| n == p.namespace)
+        })
+        .filter_map(|s| {
+            let (t, v) = s.last()?;
+            (v.is_finite() && v > 0.0).then_some((t, s.label("reason")?))
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, r)| r.to_string())
 }
 
 /// A workload found through kube-state-metrics.

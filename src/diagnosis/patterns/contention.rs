@@ -1,0 +1,98 @@
+//! ResourceContention: most replicas throttled together for `for`: the workload needs capacity.
+
+use super::{Params, Verdict, by_time, expected_points, judged, missing_message, stale};
+use crate::{
+    diagnosis::{
+        input::{EvalContext, WorkloadSeries},
+        stats::median,
+    },
+    v1alpha1::{Evidence, FaultKind},
+};
+
+pub(super) fn contention(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span: f64) -> Verdict {
+    let (pods, young) = judged(w, ctx, p, |x| &x.throttling);
+    let missing = stale(&pods, ctx, |x| &x.throttling);
+    if !missing.is_empty() {
+        return Verdict::inconclusive(missing_message("throttling", &missing));
+    }
+    if pods.is_empty() {
+        return Verdict::inconclusive(format!(
+            "no pod past its warm-up yet ({} warming up)",
+            young.len()
+        ));
+    }
+    let grid = by_time(&pods, ctx.now - span, ctx.now, |x| &x.throttling);
+    let mut contended = 0usize;
+    let mut last_free = ctx.now - span;
+    for (t, values) in &grid {
+        let starved = values
+            .iter()
+            .filter(|(_, v)| *v >= p.throttle_ratio)
+            .count();
+        if starved as f64 / values.len() as f64 > p.replica_fraction {
+            contended += 1;
+        } else {
+            last_free = *t as f64 / 1000.0;
+        }
+    }
+    let share = contended as f64 / expected_points(span, ctx.step);
+    let latest: Vec<(&str, f64)> = pods
+        .iter()
+        .filter_map(|x| x.throttling.last().map(|(_, v)| (x.name.as_str(), *v)))
+        .collect();
+    let throttles: Vec<f64> = latest.iter().map(|l| l.1).collect();
+    let med = median(&throttles).unwrap_or(0.0);
+    let starved: Vec<String> = latest
+        .iter()
+        .filter(|(_, v)| *v >= p.throttle_ratio)
+        .map(|(n, _)| n.to_string())
+        .collect();
+    if share < p.persistence {
+        return Verdict::healthy(format!(
+            "{} of {} pods throttled >= {:.0}% now (median {:.0}%); starved together for {:.0}% of {span:.0}s, needs {:.0}%",
+            starved.len(),
+            pods.len(),
+            p.throttle_ratio * 100.0,
+            med * 100.0,
+            share * 100.0,
+            p.persistence * 100.0
+        ));
+    }
+    let mut evidence = vec![Evidence {
+        rule: format!(
+            "more than {:.0}% of replicas throttled >= {:.0}% of CFS periods, {:.0}% of {span:.0}s",
+            p.replica_fraction * 100.0,
+            p.throttle_ratio * 100.0,
+            share * 100.0
+        ),
+        signal: "throttling".into(),
+        pod: None,
+        value: med,
+        threshold: Some(p.throttle_ratio),
+    }];
+    for pod in pods.iter().filter(|x| starved.contains(&x.name)).take(5) {
+        if let (Some((_, cpu)), Some(limit)) = (pod.cpu.last(), pod.cpu_limit) {
+            evidence.push(Evidence {
+                rule: "cpu vs limit".into(),
+                signal: "cpu".into(),
+                pod: Some(pod.name.clone()),
+                value: *cpu,
+                threshold: Some(limit),
+            });
+        }
+    }
+    let mut v = Verdict::fault(
+        FaultKind::ResourceContention,
+        starved.clone(),
+        share.min(1.0),
+        ctx.now - last_free,
+    );
+    v.message = format!(
+        "{} of {} replicas throttled (median {:.0}% of periods) for {span:.0}s: the workload needs more capacity",
+        starved.len(),
+        pods.len(),
+        med * 100.0
+    );
+    v.evidence = evidence;
+    v
+}

@@ -42,6 +42,8 @@ struct Args {
     verbose: bool,
     /// `rules` (scenarios.rs, the first generator) or `behaviour` (behaviour.rs).
     generator: String,
+    /// Seconds between sweep evaluations before the evaluation time.
+    sweep_every: f64,
 }
 
 fn parse_range(s: &str) -> Result<Vec<u64>, String> {
@@ -72,6 +74,7 @@ fn parse_args() -> Result<Args, String> {
         stale_after: 45.0,
         verbose: false,
         generator: "rules".into(),
+        sweep_every: 30.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -92,6 +95,15 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|e| format!("--stale-after: {e}"))?;
             }
             "--verbose" | "-v" => a.verbose = true,
+            "--sweep-every" => {
+                a.sweep_every = value("--sweep-every")?
+                    .trim_end_matches('s')
+                    .parse()
+                    .map_err(|e| format!("--sweep-every: {e}"))?;
+                if a.sweep_every.is_nan() || a.sweep_every < 15.0 {
+                    return Err("--sweep-every must be at least 15 (seconds)".into());
+                }
+            }
             "--generator" => {
                 a.generator = value("--generator")?;
                 if !matches!(a.generator.as_str(), "rules" | "behaviour") {
@@ -104,7 +116,7 @@ fn parse_args() -> Result<Args, String> {
             "-h" | "--help" => {
                 return Err(
                     "usage: quality [--seeds 1-3 --seeds 4-6] [--step 15] [--window 1m] \
-                            [--stale-after 45] [--generator rules|behaviour] [--verbose]"
+                            [--stale-after 45] [--generator rules|behaviour] [--sweep-every 30] [--verbose]"
                         .into(),
                 );
             }
@@ -116,8 +128,6 @@ fn parse_args() -> Result<Args, String> {
     }
     Ok(a)
 }
-
-const SWEEP_EVERY: f64 = 30.0;
 
 fn class_of(k: FaultKind) -> Option<Class> {
     match k {
@@ -290,12 +300,12 @@ async fn run_seed(seed: u64, args: &Args) -> Result<SeedResult, String> {
     );
     let c = prom.client(Duration::from_secs(60));
     let first = eval - ONSET_EARLIEST;
-    let steps = ((eval - first) / SWEEP_EVERY).round() as usize;
+    let steps = ((eval - first) / args.sweep_every).round() as usize;
     let mut obs = vec![];
     let mut eval_times = vec![];
     let mut queries = 0;
     for k in 0..=steps {
-        let at = first + SWEEP_EVERY * k as f64;
+        let at = first + args.sweep_every * k as f64;
         let (h, q, took) = homeostat_at(&c, args, at)
             .await
             .map_err(|e| format!("seed {seed} at {at}: {e}"))?;
@@ -382,10 +392,11 @@ async fn main() {
     println!("generator: {}", args.generator);
     println!(
         "homeostat quality benchmark (step {}s, window {}, stale after {}s; diagnose at the \
-         evaluation time and every {SWEEP_EVERY:.0}s over the {:.0} min before it)",
+         evaluation time and every {:.0}s over the {:.0} min before it)",
         args.step,
         args.window,
         args.stale_after,
+        args.sweep_every,
         ONSET_EARLIEST / 60.0
     );
     println!(

@@ -260,7 +260,11 @@ pub fn table(r: &Report) -> String {
             f.target.namespace.clone(),
             format!("{}/{}", f.target.kind, f.target.name),
             f.fault.as_str().into(),
-            f.action.type_.clone(),
+            match (f.fault.is_fault() && !f.due, f.due_in_seconds) {
+                (true, Some(d)) => format!("None (due in {d:.0}s)"),
+                (true, None) => "None (not due)".into(),
+                _ => f.action.type_.clone(),
+            },
             format!("{:.2}", f.confidence),
             if f.pods.is_empty() {
                 "-".into()

@@ -315,6 +315,10 @@ pub async fn reconcile(policy: &Arc<RemediationPolicy>, ctx: &Context) -> Result
                 pods: v.verdict.pods.clone(),
                 message: v.verdict.message.clone(),
                 evidence: v.verdict.evidence.iter().take(6).cloned().collect(),
+                due: v.verdict.due,
+                due_in_seconds: v.verdict.due_in,
+                time_to_limit_seconds: v.verdict.time_to_limit,
+                confidence: v.verdict.kind.is_fault().then_some(v.verdict.confidence),
             })
             .collect(),
     });

@@ -6,7 +6,7 @@ use futures::future::try_join_all;
 
 use super::{
     input::{PodSeries, StdSignal, WorkloadSeries},
-    patterns::BACKOFF_LOOKBACK,
+    patterns::{BACKOFF_LOOKBACK, LEAK_LOOKBACK},
 };
 use crate::{
     prometheus::{
@@ -163,6 +163,7 @@ impl Range {
             .iter()
             .map(|f| match f.pattern {
                 Pattern::CrashLoop => f.for_.as_secs_f64().max(BACKOFF_LOOKBACK),
+                Pattern::MemoryLeak => f.for_.as_secs_f64().max(LEAK_LOOKBACK),
                 _ => f.for_.as_secs_f64(),
             })
             .fold(step, f64::max);

@@ -732,3 +732,42 @@ fn healthy_and_inconclusive_are_never_due() {
         assert!((0.0..=1.0).contains(&v.confidence), "{}", c.name);
     }
 }
+
+#[test]
+fn replicas_capped_at_their_limit_and_throttled_are_contended() {
+    let capped = |name: &str, throttled: f64| PodSeries {
+        cpu: series(600.0, |_| 0.97),
+        throttling: series(600.0, move |_| throttled),
+        ..pod(name)
+    };
+    // Throttled in 18 % of periods (under 25 %), but at 97 % of the limit: the demand exceeds it.
+    let w = workload(vec![
+        capped("web-a", 0.18),
+        capped("web-b", 0.18),
+        capped("web-c", 0.2),
+    ]);
+    let v = verdict(Pattern::ResourceContention, 180, &w);
+    assert_eq!(v.kind, FaultKind::ResourceContention, "{}", v.message);
+    // The same throttling well under the limit is not.
+    let w = workload(vec![
+        PodSeries {
+            cpu: series(600.0, |_| 0.6),
+            ..capped("web-a", 0.18)
+        },
+        PodSeries {
+            cpu: series(600.0, |_| 0.6),
+            ..capped("web-b", 0.18)
+        },
+    ]);
+    assert_eq!(
+        verdict(Pattern::ResourceContention, 180, &w).kind,
+        FaultKind::Healthy
+    );
+}
+
+#[test]
+fn a_memory_leak_fault_reads_half_an_hour() {
+    use super::fetch::Range;
+    let r = Range::for_faults(&[fault(Pattern::MemoryLeak, 600)], NOW, STEP);
+    assert_eq!(r.start, NOW - 121.0 * STEP, "{r:?}");
+}

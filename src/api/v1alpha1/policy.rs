@@ -488,4 +488,17 @@ pub struct FaultVerdictStatus {
     /// The numbers behind it (at most a few entries).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evidence: Vec<Evidence>,
+    /// Whether the fault's action is due now (false while a classified fault only is reported,
+    /// e.g. a leak whose projection is beyond its horizon).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub due: bool,
+    /// Seconds until the action becomes due at the current trend, if projected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_in_seconds: Option<f64>,
+    /// MemoryLeak: projected seconds to the memory limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_limit_seconds: Option<f64>,
+    /// How sure the detector is, 0..1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
 }

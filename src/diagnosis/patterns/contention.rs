@@ -1,5 +1,7 @@
 //! ResourceContention: most replicas throttled together for `for`: the workload needs capacity.
 
+use std::collections::BTreeMap;
+
 use super::{Params, Verdict, by_time, expected_points, judged, missing_message, stale};
 use crate::{
     diagnosis::{
@@ -8,6 +10,9 @@ use crate::{
     },
     v1alpha1::{Evidence, FaultKind},
 };
+
+/// The share of its CPU limit at which a pod counts as capped by CFS.
+const CAPPED: f64 = 0.9;
 
 pub(super) fn contention(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span: f64) -> Verdict {
     let (pods, young) = judged(w, ctx, p, |x| &x.throttling);
@@ -22,13 +27,30 @@ pub(super) fn contention(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span
         ));
     }
     let grid = by_time(&pods, ctx.now - span, ctx.now, |x| &x.throttling);
+    let cpu = by_time(&pods, ctx.now - span, ctx.now, |x| &x.cpu);
+    let limits: BTreeMap<&str, f64> = pods
+        .iter()
+        .filter_map(|x| {
+            x.cpu_limit
+                .filter(|l| *l > 0.0)
+                .map(|l| (x.name.as_str(), l))
+        })
+        .collect();
+    // Starved: throttled in `throttleRatio` of periods, or capped at the limit by CFS and
+    // throttled in at least half that share (the demand exceeds the quota).
+    let is_starved = |t: i64, name: &str, throttled: f64| {
+        throttled >= p.throttle_ratio
+            || (throttled >= 0.5 * p.throttle_ratio
+                && limits.get(name).is_some_and(|l| {
+                    cpu.get(&t)
+                        .and_then(|vs| vs.iter().find(|(n, _)| *n == name))
+                        .is_some_and(|(_, c)| *c >= CAPPED * l)
+                }))
+    };
     let mut contended = 0usize;
     let mut last_free = ctx.now - span;
     for (t, values) in &grid {
-        let starved = values
-            .iter()
-            .filter(|(_, v)| *v >= p.throttle_ratio)
-            .count();
+        let starved = values.iter().filter(|(n, v)| is_starved(*t, n, *v)).count();
         if starved as f64 / values.len() as f64 > p.replica_fraction {
             contended += 1;
         } else {
@@ -42,14 +64,15 @@ pub(super) fn contention(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span
         .collect();
     let throttles: Vec<f64> = latest.iter().map(|l| l.1).collect();
     let med = median(&throttles).unwrap_or(0.0);
+    let newest = grid.keys().next_back().copied().unwrap_or(0);
     let starved: Vec<String> = latest
         .iter()
-        .filter(|(_, v)| *v >= p.throttle_ratio)
+        .filter(|(n, v)| is_starved(newest, n, *v))
         .map(|(n, _)| n.to_string())
         .collect();
     if share < p.persistence {
         return Verdict::healthy(format!(
-            "{} of {} pods throttled >= {:.0}% now (median {:.0}%); starved together for {:.0}% of {span:.0}s, needs {:.0}%",
+            "{} of {} pods starved now (throttled >= {:.0}%, or capped at the limit and throttled at half that; median {:.0}%); starved together for {:.0}% of {span:.0}s, needs {:.0}%",
             starved.len(),
             pods.len(),
             p.throttle_ratio * 100.0,
@@ -60,7 +83,7 @@ pub(super) fn contention(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span
     }
     let mut evidence = vec![Evidence {
         rule: format!(
-            "more than {:.0}% of replicas throttled >= {:.0}% of CFS periods, {:.0}% of {span:.0}s",
+            "more than {:.0}% of replicas throttled >= {:.0}% of CFS periods (or at the limit and half that), {:.0}% of {span:.0}s",
             p.replica_fraction * 100.0,
             p.throttle_ratio * 100.0,
             share * 100.0

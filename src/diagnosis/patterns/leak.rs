@@ -31,6 +31,13 @@ fn since_last_reset(points: &[(f64, f64)]) -> &[(f64, f64)] {
 /// other. A climb that began within the window (a flat first half) is not steady yet; a filling
 /// cache slows down towards its size and stops being steady once that shows.
 fn steady_rates(pts: &[(f64, f64)], limit: f64) -> Option<(f64, f64)> {
+    let (sa, sb, half) = half_rates(pts)?;
+    (sa * half >= 0.01 * limit && sb * half >= 0.01 * limit && sb >= 0.5 * sa && sb <= 2.0 * sa)
+        .then_some((sa, sb))
+}
+
+/// Both halves' Theil–Sen slopes and the half span.
+fn half_rates(pts: &[(f64, f64)]) -> Option<(f64, f64, f64)> {
     let (first, last) = (pts.first()?, pts.last()?);
     let mid = (first.0 + last.0) / 2.0;
     // Points are in time order.
@@ -38,10 +45,39 @@ fn steady_rates(pts: &[(f64, f64)], limit: f64) -> Option<(f64, f64)> {
     if a.len() < 3 || b.len() < 3 {
         return None;
     }
-    let (sa, sb) = (theil_sen(a, 60)?, theil_sen(b, 60)?);
-    let half = (last.0 - first.0) / 2.0;
-    (sa * half >= 0.01 * limit && sb * half >= 0.01 * limit && sb >= 0.5 * sa && sb <= 2.0 * sa)
-        .then_some((sa, sb))
+    Some((
+        theil_sen(a, 60)?,
+        theil_sen(b, 60)?,
+        (last.0 - first.0) / 2.0,
+    ))
+}
+
+/// A climb that rose clearly in the first half and at less than half that rate in the second:
+/// slowing down towards a size, as a filling cache does.
+fn slowing(pts: &[(f64, f64)], limit: f64) -> bool {
+    half_rates(pts).is_some_and(|(sa, sb, half)| sa * half >= 0.01 * limit && sb < 0.5 * sa)
+}
+
+/// How far back MemoryLeak reads (at least its `for`): slow leaks and slowing caches show over
+/// half an hour; a 10-minute window hides both.
+pub(crate) const LEAK_LOOKBACK: f64 = 1800.0;
+
+/// The climb of the raw points, or of their floors when a GC sawtooth hides a steady one.
+fn assess(pts: &[(f64, f64)], limit: f64) -> Option<Climb> {
+    let raw = Climb::of(pts, limit)?;
+    if raw.steady.is_some() && raw.rising(limit) {
+        return Some(raw);
+    }
+    let fl = floors(pts, pts.len().div_ceil(FLOOR_BUCKETS));
+    match Climb::of(&fl, limit) {
+        Some(f) if f.steady.is_some() && f.rising(limit) => Some(f),
+        // Slowing shows on the floors too when the raw points zig-zag.
+        Some(f) if !raw.slowing && f.slowing => Some(Climb {
+            slowing: true,
+            ..raw
+        }),
+        _ => Some(raw),
+    }
 }
 
 /// What one pod's working set does over the window.
@@ -56,6 +92,8 @@ struct Climb {
     rise: f64,
     /// Both halves' rates, when steady.
     steady: Option<(f64, f64)>,
+    /// Rising, then at less than half that rate.
+    slowing: bool,
 }
 
 impl Climb {
@@ -68,6 +106,7 @@ impl Climb {
             trend: increasing_pair_fraction(pts, 60),
             rise: slope * (pts.last()?.0 - pts.first()?.0),
             steady,
+            slowing: slowing(pts, limit),
         })
     }
 
@@ -121,7 +160,11 @@ pub(super) fn leak(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span: f64)
             continue;
         };
         let start = start_of(pod, &pod.memory).unwrap_or(ctx.now) + p.warmup;
-        let pts = window(&pod.memory, (ctx.now - span).max(start), ctx.now);
+        let pts = window(
+            &pod.memory,
+            (ctx.now - span.max(LEAK_LOOKBACK)).max(start),
+            ctx.now,
+        );
         let pts = since_last_reset(&pts);
         if (pts.len() as f64) < (expected * p.persistence).max(5.0) {
             continue;
@@ -134,18 +177,19 @@ pub(super) fn leak(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span: f64)
         ) else {
             continue;
         };
-        let Some(raw) = Climb::of(pts, limit) else {
+        // Judged on up to LEAK_LOOKBACK: a slow leak shows over half an hour, a filling cache
+        // shows its slowing down. A climb that began within it is judged on the `for` window.
+        let Some(long) = assess(pts, limit) else {
             continue;
         };
-        // Under a GC sawtooth the raw points zig-zag; their floors climb steadily if it leaks.
-        let climb = if raw.steady.is_none() || !raw.rising(limit) {
-            let fl = floors(pts, pts.len().div_ceil(FLOOR_BUCKETS));
-            match Climb::of(&fl, limit) {
-                Some(f) if f.steady.is_some() && f.rising(limit) => f,
-                _ => raw,
-            }
+        let (climb, pts) = if long.steady.is_some() || long.slowing {
+            (long, pts)
         } else {
-            raw
+            let recent = &pts[pts.partition_point(|x| x.0 < ctx.now - span - 1e-6)..];
+            match assess(recent, limit) {
+                Some(c) if recent.len() >= 5 => (c, recent),
+                _ => (long, pts),
+            }
         };
         let tte = if climb.rate > 0.0 {
             ((limit - current) / climb.rate).max(0.0)

@@ -13,6 +13,7 @@ mod threshold;
 use std::collections::BTreeMap;
 
 pub(crate) use crash_loop::BACKOFF_LOOKBACK;
+pub(crate) use leak::LEAK_LOOKBACK;
 
 use super::input::{EvalContext, PodSeries, WorkloadSeries, window};
 use crate::v1alpha1::{DetectorParams, Evidence, FaultKind, FaultSpec, Pattern};

@@ -3,7 +3,8 @@
 //! `<case>.labels.json` is backfilled into a real Prometheus and diagnosed with `diagnose::run` at
 //! each labelled time.
 //!
-//! Labels: `{"evaluations": [{"at": <unix s>, "namespace": "…", "workload": "…",
+//! Cases are `<case>.om` or `<case>.om.txt`. Labels: `{"evaluations": [{"at": <unix s>,
+//! "from": <unix s> (optional: evaluate every 10 s from here to `at`), "namespace": "…", "workload": "…",
 //! "fault": "RunawayProcess|ResourceContention|MemoryLeak|CrashLoop|Healthy",
 //! "pods": ["…"] (optional), "action": "RestartPod|Scale|Escalate|None" (optional)}]}`.
 //!
@@ -73,16 +74,26 @@ async fn score_dir(dir: &Path) -> Result<Vec<Scored>, String> {
     let mut cases: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| format!("reading {}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "om"))
+        .filter(|p| {
+            let n = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            n.ends_with(".om") || n.ends_with(".om.txt")
+        })
         .collect();
     cases.sort();
     let mut out = vec![];
     for om in cases {
-        let case = om
-            .file_stem()
+        let name = om
+            .file_name()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let labels_path = om.with_extension("labels.json");
+        let case = name
+            .trim_end_matches(".txt")
+            .trim_end_matches(".om")
+            .to_string();
+        let labels_path = om.with_file_name(format!("{case}.labels.json"));
         let labels: Value = serde_json::from_str(
             &std::fs::read_to_string(&labels_path)
                 .map_err(|e| format!("reading {}: {e}", labels_path.display()))?,
@@ -108,43 +119,87 @@ async fn score_dir(dir: &Path) -> Result<Vec<Scored>, String> {
             let ns = str_of(e, "namespace", &labels_path)?;
             let workload = str_of(e, "workload", &labels_path)?;
             let expect = str_of(e, "fault", &labels_path)?.to_string();
-            let report = diagnose::run(
-                &c,
-                &Options {
-                    at,
-                    namespace: Some(ns.into()),
-                    policies: vec![],
-                    settings: Settings::default(),
-                },
-            )
-            .await
-            .map_err(|err| format!("{case} at {at}: diagnose failed: {err}"))?;
-            let f = report
-                .findings
+            // With "from": every 10 s over [from, at]; the fault must be found at some time, and
+            // no action other than the labelled one may be taken at any time.
+            let from = e.get("from").and_then(Value::as_f64).unwrap_or(at);
+            let want_pods: Option<Vec<String>> = e.get("pods").and_then(Value::as_array).map(|a| {
+                let mut v: Vec<String> = a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect();
+                v.sort();
+                v
+            });
+            let mut seen: Vec<(String, bool, String)> = vec![];
+            let mut t = from;
+            while t <= at + 1e-6 {
+                let report = diagnose::run(
+                    &c,
+                    &Options {
+                        at: t,
+                        namespace: Some(ns.into()),
+                        policies: vec![],
+                        settings: Settings::default(),
+                    },
+                )
+                .await
+                .map_err(|err| format!("{case} at {t}: diagnose failed: {err}"))?;
+                let f = report
+                    .findings
+                    .iter()
+                    .find(|f| f.target.name == workload)
+                    .ok_or_else(|| {
+                        format!("{case} at {t}: workload {ns}/{workload} not discovered")
+                    })?;
+                let mut got: Vec<String> = f.pods.clone();
+                got.sort();
+                let pods_ok = !f.fault.is_fault() || want_pods.as_ref().is_none_or(|w| *w == got);
+                seen.push((
+                    f.fault.as_str().to_string(),
+                    pods_ok,
+                    f.action.type_.clone(),
+                ));
+                t += 10.0;
+            }
+            // The finding reported: the labelled one if it was ever made (with the right pods),
+            // else a fault if any was found, else the last.
+            let pick = seen
                 .iter()
-                .find(|f| f.target.name == workload)
-                .ok_or_else(|| {
-                    format!("{case} at {at}: workload {ns}/{workload} not discovered")
-                })?;
-            let pods_ok = match e.get("pods").and_then(Value::as_array) {
-                Some(want) => {
-                    let mut want: Vec<&str> = want.iter().filter_map(Value::as_str).collect();
-                    want.sort();
-                    let mut got: Vec<&str> = f.pods.iter().map(String::as_str).collect();
-                    got.sort();
-                    want == got || !f.fault.is_fault()
-                }
-                None => true,
+                .find(|x| x.0 == expect && x.1)
+                .or_else(|| {
+                    seen.iter()
+                        .find(|x| x.0 != "Healthy" && x.0 != "Inconclusive")
+                })
+                .or(seen.last())
+                .cloned()
+                .unwrap_or_default();
+            let expect_action = e.get("action").and_then(Value::as_str).map(str::to_string);
+            let probe = |action: &str| Scored {
+                case: String::new(),
+                at,
+                workload: String::new(),
+                expect: expect.clone(),
+                got: String::new(),
+                pods_ok: true,
+                expect_action: expect_action.clone(),
+                action: action.to_string(),
             };
+            let action = seen
+                .iter()
+                .map(|x| x.2.clone())
+                .find(|a| probe(a).wrong_action())
+                .unwrap_or(pick.2.clone());
+            let (got, pods_ok) = (pick.0, pick.1);
             out.push(Scored {
                 case: case.clone(),
                 at,
                 workload: format!("{ns}/{workload}"),
                 expect,
-                got: f.fault.as_str().into(),
+                got,
                 pods_ok,
-                expect_action: e.get("action").and_then(Value::as_str).map(str::to_string),
-                action: f.action.type_.clone(),
+                expect_action,
+                action,
             });
         }
     }

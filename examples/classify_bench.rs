@@ -29,6 +29,8 @@ fn workload(pods: usize, points: usize, step: f64, now: f64) -> WorkloadSeries {
                 throttling: series(&|_, i| 0.01 * (i % 3) as f64, p),
                 memory: series(&|p, i| 1e8 + (p * 1000 + i * 10) as f64, p),
                 restarts: series(&|_, _| 0.0, p),
+                backoff: vec![],
+                last_terminated: None,
                 cpu_limit: Some(1.0),
                 memory_limit: Some(5e8),
             })

@@ -12,6 +12,8 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "quality/behaviour.rs"]
+mod behaviour;
 #[path = "quality/scenarios.rs"]
 mod scenarios;
 #[path = "quality/score.rs"]
@@ -38,6 +40,10 @@ struct Args {
     window: String,
     stale_after: f64,
     verbose: bool,
+    /// `rules` (scenarios.rs, the first generator) or `behaviour` (behaviour.rs).
+    generator: String,
+    /// Seconds between sweep evaluations before the evaluation time.
+    sweep_every: f64,
 }
 
 fn parse_range(s: &str) -> Result<Vec<u64>, String> {
@@ -67,6 +73,8 @@ fn parse_args() -> Result<Args, String> {
         window: "1m".into(),
         stale_after: 45.0,
         verbose: false,
+        generator: "rules".into(),
+        sweep_every: 30.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -87,10 +95,28 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|e| format!("--stale-after: {e}"))?;
             }
             "--verbose" | "-v" => a.verbose = true,
+            "--sweep-every" => {
+                a.sweep_every = value("--sweep-every")?
+                    .trim_end_matches('s')
+                    .parse()
+                    .map_err(|e| format!("--sweep-every: {e}"))?;
+                if a.sweep_every.is_nan() || a.sweep_every < 15.0 {
+                    return Err("--sweep-every must be at least 15 (seconds)".into());
+                }
+            }
+            "--generator" => {
+                a.generator = value("--generator")?;
+                if !matches!(a.generator.as_str(), "rules" | "behaviour") {
+                    return Err(format!(
+                        "--generator: {} is neither rules nor behaviour",
+                        a.generator
+                    ));
+                }
+            }
             "-h" | "--help" => {
                 return Err(
                     "usage: quality [--seeds 1-3 --seeds 4-6] [--step 15] [--window 1m] \
-                            [--stale-after 45] [--verbose]"
+                            [--stale-after 45] [--generator rules|behaviour] [--sweep-every 30] [--verbose]"
                         .into(),
                 );
             }
@@ -102,8 +128,6 @@ fn parse_args() -> Result<Args, String> {
     }
     Ok(a)
 }
-
-const SWEEP_EVERY: f64 = 30.0;
 
 fn class_of(k: FaultKind) -> Option<Class> {
     match k {
@@ -148,6 +172,7 @@ async fn homeostat_at(
                 (f.target.namespace.clone(), f.target.name.clone()),
                 Pred {
                     class: class_of(f.fault),
+                    confidence: f.confidence,
                     action: f.action.type_.clone(),
                     pods,
                     message: if f.fault.is_fault() {
@@ -247,7 +272,10 @@ async fn baseline_at(
 async fn run_seed(seed: u64, args: &Args) -> Result<SeedResult, String> {
     let eval = past_anchor();
     let t = Instant::now();
-    let g = generate(seed, eval);
+    let g = match args.generator.as_str() {
+        "behaviour" => behaviour::generate(seed, eval),
+        _ => generate(seed, eval),
+    };
     let samples: usize = g.series.iter().map(|s| s.samples.len()).sum();
     let text = openmetrics(&g.series);
     drop(g.series);
@@ -272,12 +300,12 @@ async fn run_seed(seed: u64, args: &Args) -> Result<SeedResult, String> {
     );
     let c = prom.client(Duration::from_secs(60));
     let first = eval - ONSET_EARLIEST;
-    let steps = ((eval - first) / SWEEP_EVERY).round() as usize;
+    let steps = ((eval - first) / args.sweep_every).round() as usize;
     let mut obs = vec![];
     let mut eval_times = vec![];
     let mut queries = 0;
     for k in 0..=steps {
-        let at = first + SWEEP_EVERY * k as f64;
+        let at = first + args.sweep_every * k as f64;
         let (h, q, took) = homeostat_at(&c, args, at)
             .await
             .map_err(|e| format!("seed {seed} at {at}: {e}"))?;
@@ -361,12 +389,14 @@ async fn main() {
     }
     // The baseline's rule order is chosen on the first set (tuning), in its favour.
     let order = score::best_baseline_order(&sets[0].1);
+    println!("generator: {}", args.generator);
     println!(
         "homeostat quality benchmark (step {}s, window {}, stale after {}s; diagnose at the \
-         evaluation time and every {SWEEP_EVERY:.0}s over the {:.0} min before it)",
+         evaluation time and every {:.0}s over the {:.0} min before it)",
         args.step,
         args.window,
         args.stale_after,
+        args.sweep_every,
         ONSET_EARLIEST / 60.0
     );
     println!(

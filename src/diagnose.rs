@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::{
     diagnosis::{
-        self, EvalContext, FaultVerdict, Settings, Subject, action_for, choose, default_faults,
+        self, EvalContext, FaultVerdict, Settings, Subject, action_for, classify, default_faults,
         fetch::{self, DiscoveredWorkload, PodRef},
         sweep,
     },
@@ -76,8 +76,18 @@ pub struct Finding {
     pub fault: FaultKind,
     /// Pods implicated.
     pub pods: Vec<String>,
-    /// What homeostat would do.
+    /// What homeostat would do now (None while the fault's action is not due).
     pub action: ActionOut,
+    /// Whether the fault's action is due now.
+    pub due: bool,
+    /// Seconds until it becomes due at the current trend (0 when due), if projected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_in_seconds: Option<f64>,
+    /// How long the evidence has held (seconds).
+    pub held_for_seconds: f64,
+    /// MemoryLeak: projected seconds to the memory limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_to_limit_seconds: Option<f64>,
     /// 0..1.
     pub confidence: f64,
     /// The numbers behind it.
@@ -128,7 +138,7 @@ pub fn finding(
             message: v.verdict.message.clone(),
         })
         .collect();
-    if let Some((f, v)) = choose(faults, verdicts) {
+    if let Some((f, v)) = classify(faults, verdicts) {
         return Finding {
             target,
             fault: v.verdict.kind,
@@ -136,6 +146,10 @@ pub fn finding(
             action: ActionOut {
                 type_: intended_action(f, intent).into(),
             },
+            due: v.verdict.due,
+            due_in_seconds: v.verdict.due_in,
+            held_for_seconds: v.verdict.held_for,
+            time_to_limit_seconds: v.verdict.time_to_limit,
             confidence: v.verdict.confidence,
             evidence: v.verdict.evidence.clone(),
             message: v.verdict.message.clone(),
@@ -154,6 +168,10 @@ pub fn finding(
         action: ActionOut {
             type_: "None".into(),
         },
+        due: false,
+        due_in_seconds: None,
+        held_for_seconds: 0.0,
+        time_to_limit_seconds: None,
         confidence: if kind == FaultKind::Healthy { 1.0 } else { 0.0 },
         evidence: vec![],
         message,
@@ -349,7 +367,11 @@ pub fn table(r: &Report) -> String {
             f.target.namespace.clone(),
             format!("{}/{}", f.target.kind, f.target.name),
             f.fault.as_str().into(),
-            f.action.type_.clone(),
+            match (f.fault.is_fault() && !f.due, f.due_in_seconds) {
+                (true, Some(d)) => format!("None (due in {d:.0}s)"),
+                (true, None) => "None (not due)".into(),
+                _ => f.action.type_.clone(),
+            },
             format!("{:.2}", f.confidence),
             if f.pods.is_empty() {
                 "-".into()

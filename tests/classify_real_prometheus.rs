@@ -265,7 +265,7 @@ async fn every_workload_gets_its_finding_through_real_promql() {
     assert!((throttle.value - 0.45).abs() < 0.06, "{throttle:?}");
 
     // Three discovery queries plus one range query per standard signal, for all workloads at once.
-    assert_eq!(report.queries, 3 + 6, "queries per diagnosis");
+    assert_eq!(report.queries, 3 + 8, "queries per diagnosis");
 }
 
 #[tokio::test]
@@ -330,7 +330,7 @@ async fn cost_of_one_evaluation_of_a_twenty_pod_deployment() {
         assert_eq!(f.fault, FaultKind::RunawayProcess, "{f:#?}");
         assert_eq!(f.pods, std::slice::from_ref(&runaway_pod));
     }
-    assert!(queries.iter().all(|q| *q == 9), "{queries:?}");
+    assert!(queries.iter().all(|q| *q == 11), "{queries:?}");
     times.sort();
 
     // The operator path: one policy, its pods known, six range queries.
@@ -365,7 +365,7 @@ async fn cost_of_one_evaluation_of_a_twenty_pod_deployment() {
         let ev = sweep::evaluate_one(&c, &subject, at, &settings).await;
         op_times.push(t.elapsed());
         assert!(ev.fetch_error.is_none(), "{:?}", ev.fetch_error);
-        assert_eq!(ev.queries, 6);
+        assert_eq!(ev.queries, 8);
         let runaway = ev
             .verdicts
             .iter()

@@ -4,7 +4,7 @@
 
 use crate::support::{
     Rng, SeriesData,
-    k8s::{Emit, Pod, PodState, Scrape, pod_series, replicaset_owner},
+    k8s::{Emit, Pod, PodState, Scrape, pod_series, replicaset_owner, status_series},
     noise,
 };
 
@@ -74,6 +74,18 @@ pub enum Variant {
     CounterReset,
     /// GC sawtooth, slow growth or a cache filling up towards a plateau.
     MemoryBenign,
+    /// Second generator: periodic batch jobs (every pod, or the leader).
+    Batch,
+    /// Second generator: JIT warm-up of new pods.
+    Jit,
+    /// Second generator: a Go heap's GC sawtooth.
+    GoGc,
+    /// Second generator: a JVM's committed heap stepping up to a plateau.
+    Jvm,
+    /// Second generator: a cache filling up.
+    CacheFill,
+    /// Second generator: a noisy neighbour taking CPU on one node.
+    NoisyNeighbour,
 }
 
 impl Variant {
@@ -97,6 +109,12 @@ impl Variant {
             Variant::MissedScrapes => "missed scrapes",
             Variant::CounterReset => "container restart",
             Variant::MemoryBenign => "benign memory growth",
+            Variant::Batch => "batch spikes",
+            Variant::Jit => "JIT warm-up",
+            Variant::GoGc => "Go GC sawtooth",
+            Variant::Jvm => "JVM heap",
+            Variant::CacheFill => "cache filling",
+            Variant::NoisyNeighbour => "noisy neighbour",
         }
     }
 }
@@ -116,6 +134,9 @@ pub struct Label {
     pub interval: f64,
     /// Replicas.
     pub replicas: usize,
+    /// The correct action at the evaluation time: the class's, or None while a leak's OOM is
+    /// beyond the default `horizon` (30 minutes).
+    pub action: &'static str,
 }
 
 /// A generated data set.
@@ -237,6 +258,46 @@ impl Plan {
             }
         }
         true
+    }
+
+    /// kube-state-metrics' waiting reason at `t`: `CrashLoopBackOff` during a back-off (a loop's,
+    /// or the 10 s before a single restart).
+    fn waiting(&self, t: f64) -> Option<&'static str> {
+        for e in &self.events {
+            match *e {
+                Event::CrashLoop { onset, run }
+                    if t >= onset
+                        && loop_restarts(onset, run, t)
+                            .iter()
+                            .any(|(crash, restart)| t >= *crash && t < *restart) =>
+                {
+                    return Some("CrashLoopBackOff");
+                }
+                Event::Restart { at } if t >= at - 10.0 && t < at => {
+                    return Some("CrashLoopBackOff");
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// kube-state-metrics' last-terminated reason at `t`.
+    fn last_terminated(&self, t: f64) -> Option<&'static str> {
+        for e in &self.events {
+            match *e {
+                Event::CrashLoop { onset, .. } if t >= onset => return Some("Error"),
+                Event::Restart { at } if t >= at - 10.0 => {
+                    return Some(if self.key.is_multiple_of(2) {
+                        "OOMKilled"
+                    } else {
+                        "Error"
+                    });
+                }
+                _ => {}
+            }
+        }
+        None
     }
 
     fn noise(&self, salt: u64, t: f64) -> f64 {
@@ -428,6 +489,13 @@ impl Builder<'_> {
                 |t| p.scraped(t, interval, 2),
                 Emit { pod_level: false },
             ));
+            self.series.extend(status_series(
+                &p.pod,
+                s.ksm,
+                |t| p.waiting(t),
+                |t| p.last_terminated(t),
+                |t| p.scraped(t, interval, 2),
+            ));
         }
     }
 
@@ -449,6 +517,7 @@ impl Builder<'_> {
             onset,
             interval: s.interval,
             replicas: s.n,
+            action: class.action(),
         });
     }
 
@@ -594,7 +663,14 @@ impl Builder<'_> {
         let mut s = self.shape(idx, 1);
         let eval = self.eval;
         match variant {
-            Variant::Plain => {
+            // The second generator's behaviours are not made here: plain healthy.
+            Variant::Plain
+            | Variant::Batch
+            | Variant::Jit
+            | Variant::GoGc
+            | Variant::Jvm
+            | Variant::CacheFill
+            | Variant::NoisyNeighbour => {
                 let (rs, plans) = self.steady(&s);
                 self.label(&s, Class::Healthy, variant, vec![], None);
                 self.finish(&s, rs, plans);

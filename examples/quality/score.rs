@@ -16,6 +16,8 @@ pub struct Pred {
     /// Sorted.
     pub pods: Vec<String>,
     pub message: String,
+    /// 0..1 (homeostat only).
+    pub confidence: f64,
 }
 
 /// A baseline rule.
@@ -71,6 +73,7 @@ impl BaselineHits {
                     action: r.action().into(),
                     pods: p.clone(),
                     message: r.describe().into(),
+                    confidence: 1.0,
                 };
             }
         }
@@ -79,6 +82,7 @@ impl BaselineHits {
             action: "None".into(),
             pods: vec![],
             message: "no threshold crossed".into(),
+            confidence: 1.0,
         }
     }
 }
@@ -131,6 +135,14 @@ struct Scores {
     pod_class_ok: usize,
     pod_exact: usize,
     wrong_action: usize,
+    /// The labelled action taken (with the labelled pods, for pod-level faults).
+    action_right: usize,
+    /// An action was due and none was taken.
+    action_missed: usize,
+    /// A leak restarted (the right pods) before its OOM entered the horizon.
+    action_early: usize,
+    /// (confidence, correct) of every fault finding at the evaluation time.
+    calibration: Vec<(f64, bool)>,
     /// Right action, some labelled pods missing, no other pod.
     partial_target: usize,
     /// Right action naming a pod the fault is not in.
@@ -228,8 +240,23 @@ fn score(results: &[SeedResult], who: Who<'_>, details: bool) -> Scores {
                     }
                 }
             }
-            if mutates(&p.action) || p.action == "Escalate" {
-                if p.action != l.class.action() {
+            let pods_ok = !l.class.pod_level() || p.pods == l.pods;
+            if p.action == l.action && (l.action == "None" || pods_ok) {
+                s.action_right += 1;
+            } else if p.action == "None" {
+                s.action_missed += 1;
+            }
+            if p.class.is_some_and(|c| c != Class::Healthy) {
+                s.calibration.push((p.confidence, correct(l, &p)));
+            }
+            let early = l.class == Class::MemoryLeak
+                && l.action == "None"
+                && p.action == "RestartPod"
+                && pods_ok;
+            if early {
+                s.action_early += 1;
+            } else if mutates(&p.action) || p.action == "Escalate" {
+                if p.action != l.action {
                     s.wrong_action += 1;
                 } else if l.class.pod_level() && p.pods != l.pods {
                     if p.pods.iter().all(|x| l.pods.contains(x)) {
@@ -295,6 +322,10 @@ fn score(results: &[SeedResult], who: Who<'_>, details: bool) -> Scores {
                 continue;
             }
             let Some(onset) = l.onset else { continue };
+            // Delays only for faults that began within the sweep.
+            if r.observations.first().is_none_or(|o| onset < o.at - 1e-6) {
+                continue;
+            }
             let first = r
                 .observations
                 .iter()
@@ -433,6 +464,16 @@ fn section(out: &mut String, title: &str, s: &Scores, with_inconclusive: bool) {
     );
     let _ = writeln!(
         out,
+        "    action (scored apart from the class): right {}/{} ({:.1}%), due but not taken {}, \
+         leak restarted before its OOM entered the horizon {}",
+        s.action_right,
+        s.n,
+        100.0 * s.action_right as f64 / s.n.max(1) as f64,
+        s.action_missed,
+        s.action_early
+    );
+    let _ = writeln!(
+        out,
         "    right action, pods not exactly the labelled ones: {} naming only faulty pods (some missed), \
          {} naming a healthy pod",
         s.partial_target, s.healthy_target
@@ -442,6 +483,38 @@ fn section(out: &mut String, title: &str, s: &Scores, with_inconclusive: bool) {
         "    healthy workloads acted on (RestartPod/Scale) at any sweep time: {}/{}",
         s.healthy_ever_acted, s.healthy_total
     );
+    if with_inconclusive && !s.calibration.is_empty() {
+        let _ = writeln!(
+            out,
+            "    reliability of fault findings (confidence bin: n, mean confidence, share correct):"
+        );
+        let edges = [0.0, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0001];
+        let mut ece = 0.0;
+        for w in edges.windows(2) {
+            let bin: Vec<&(f64, bool)> = s
+                .calibration
+                .iter()
+                .filter(|(c, _)| *c >= w[0] && *c < w[1])
+                .collect();
+            if bin.is_empty() {
+                continue;
+            }
+            let n = bin.len() as f64;
+            let mean = bin.iter().map(|x| x.0).sum::<f64>() / n;
+            let acc = bin.iter().filter(|x| x.1).count() as f64 / n;
+            ece += n / s.calibration.len() as f64 * (mean - acc).abs();
+            let _ = writeln!(
+                out,
+                "      [{:.2}, {:.2}): {:>4}  {:.3}  {:.3}",
+                w[0],
+                w[1].min(1.0),
+                bin.len(),
+                mean,
+                acc
+            );
+        }
+        let _ = writeln!(out, "      expected calibration error {ece:.3}");
+    }
     let _ = writeln!(
         out,
         "    detection delay from onset to first correct finding (s, sweep every 30 s):"

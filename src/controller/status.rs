@@ -203,6 +203,10 @@ fn evaluated(
                         .take(MAX_EVIDENCE)
                         .cloned()
                         .collect(),
+                    due: v.verdict.due,
+                    due_in_seconds: v.verdict.due_in,
+                    time_to_limit_seconds: v.verdict.time_to_limit,
+                    confidence: v.verdict.kind.is_fault().then_some(v.verdict.confidence),
                 })
                 .collect(),
         });
@@ -314,6 +318,10 @@ mod tests {
                             threshold: None,
                         }],
                         message: "m".into(),
+                        due: kind.is_fault(),
+                        due_in: None,
+                        held_for: 0.0,
+                        time_to_limit: None,
                     },
                 }],
                 queries: 2,

@@ -7,7 +7,7 @@ use std::{
 
 use super::{
     input::{PodSeries, StdSignal, WorkloadSeries},
-    patterns::BACKOFF_LOOKBACK,
+    patterns::{BACKOFF_LOOKBACK, LEAK_LOOKBACK},
 };
 use crate::{
     prometheus::{
@@ -72,6 +72,18 @@ impl QuerySet {
                     "sum by (namespace, pod) (last_over_time(kube_pod_container_status_restarts_total{{{SEL}}}[{{{{ window }}}}]))"
                 ),
             ),
+            (
+                StdSignal::BackOff,
+                format!(
+                    r#"max by (namespace, pod) (kube_pod_container_status_waiting_reason{{{SEL}, reason="CrashLoopBackOff"}})"#
+                ),
+            ),
+            (
+                StdSignal::LastTerminated,
+                format!(
+                    "max by (namespace, pod, reason) (last_over_time(kube_pod_container_status_last_terminated_reason{{{SEL}}}[{{{{ window }}}}]))"
+                ),
+            ),
         ];
         Self {
             templates: t.into_iter().collect(),
@@ -89,6 +101,8 @@ impl QuerySet {
                 (StdSignal::Memory, &o.memory),
                 (StdSignal::MemoryLimit, &o.memory_limit),
                 (StdSignal::Restarts, &o.restarts),
+                (StdSignal::BackOff, &o.back_off),
+                (StdSignal::LastTerminated, &o.last_terminated_reason),
             ] {
                 if let Some(q) = q {
                     s.templates.insert(sig, q.clone());
@@ -119,7 +133,11 @@ pub fn needed(faults: &[FaultSpec]) -> BTreeSet<StdSignal> {
                 n.extend([StdSignal::Memory, StdSignal::MemoryLimit]);
             }
             Pattern::CrashLoop => {
-                n.insert(StdSignal::Restarts);
+                n.extend([
+                    StdSignal::Restarts,
+                    StdSignal::BackOff,
+                    StdSignal::LastTerminated,
+                ]);
             }
             Pattern::Threshold => {}
         }
@@ -177,7 +195,8 @@ pub fn workload_vars(namespace: &str, workload: &str, pods: &[String], window: &
 
 /// Seconds of history a standard signal must cover for these faults: the longest `for` of the
 /// faults that read it (a CrashLoop looks back at least 10 minutes, for loops at kubelet's capped
-/// 5-minute back-off; limits are read at their latest point only).
+/// 5-minute back-off, a MemoryLeak 30 minutes for slow leaks; limits are read at their latest
+/// point only).
 pub fn signal_span(faults: &[FaultSpec], sig: StdSignal, step: f64) -> f64 {
     if matches!(sig, StdSignal::CpuLimit | StdSignal::MemoryLimit) {
         return step * 2.0;
@@ -187,6 +206,7 @@ pub fn signal_span(faults: &[FaultSpec], sig: StdSignal, step: f64) -> f64 {
         .filter(|f| needed(std::slice::from_ref(f)).contains(&sig))
         .map(|f| match f.pattern {
             Pattern::CrashLoop => f.for_.as_secs_f64().max(BACKOFF_LOOKBACK),
+            Pattern::MemoryLeak => f.for_.as_secs_f64().max(LEAK_LOOKBACK),
             _ => f.for_.as_secs_f64(),
         })
         .fold(step, f64::max)
@@ -209,32 +229,39 @@ pub struct PodRef {
 pub struct Indexed {
     /// The series as Prometheus returned them.
     pub series: Vec<Series>,
-    by_pod: HashMap<(String, String), usize>,
+    by_pod: HashMap<(String, String), Vec<usize>>,
 }
 
 impl Indexed {
     /// Indexes series by their `namespace` and `pod` labels (series without a pod label are kept
     /// but not indexed).
     pub fn new(series: Vec<Series>) -> Self {
-        let by_pod = series
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                let pod = s.label("pod")?;
-                let ns = s.label("namespace").unwrap_or("");
-                Some(((ns.to_string(), pod.to_string()), i))
-            })
-            .collect();
+        let mut by_pod: HashMap<(String, String), Vec<usize>> = HashMap::new();
+        for (i, s) in series.iter().enumerate() {
+            let Some(pod) = s.label("pod") else { continue };
+            let ns = s.label("namespace").unwrap_or("");
+            by_pod
+                .entry((ns.to_string(), pod.to_string()))
+                .or_default()
+                .push(i);
+        }
         Self { series, by_pod }
     }
 
-    /// The series of one pod (a series without a namespace label matches any namespace).
-    pub fn pod(&self, namespace: &str, pod: &str) -> Option<&Series> {
+    /// Every series of one pod (a series without a namespace label matches any namespace).
+    pub fn pod_all(&self, namespace: &str, pod: &str) -> impl Iterator<Item = &Series> {
         let key = (namespace.to_string(), pod.to_string());
         self.by_pod
             .get(&key)
             .or_else(|| self.by_pod.get(&(String::new(), key.1)))
-            .and_then(|i| self.series.get(*i))
+            .into_iter()
+            .flatten()
+            .filter_map(|i| self.series.get(*i))
+    }
+
+    /// The series of one pod (the first, for queries that return one per pod).
+    pub fn pod(&self, namespace: &str, pod: &str) -> Option<&Series> {
+        self.pod_all(namespace, pod).next()
     }
 }
 
@@ -262,6 +289,10 @@ pub fn assemble_indexed(
             throttling: points(StdSignal::Throttling, p),
             memory: points(StdSignal::Memory, p),
             restarts: points(StdSignal::Restarts, p),
+            backoff: points(StdSignal::BackOff, p),
+            last_terminated: std
+                .get(&StdSignal::LastTerminated)
+                .and_then(|ix| last_reason(ix, p)),
             cpu_limit: latest(StdSignal::CpuLimit, p),
             memory_limit: latest(StdSignal::MemoryLimit, p),
         })
@@ -271,6 +302,17 @@ pub fn assemble_indexed(
         .map(|(k, v)| (k.clone(), v.series.clone()))
         .collect();
     WorkloadSeries { pods, signals }
+}
+
+/// The `reason` of a pod's newest last-terminated-reason series with a non-zero value.
+fn last_reason(ix: &Indexed, p: &PodRef) -> Option<String> {
+    ix.pod_all(&p.namespace, &p.name)
+        .filter_map(|s| {
+            let (t, v) = s.last()?;
+            (v.is_finite() && v > 0.0).then_some((t, s.label("reason")?))
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, r)| r.to_string())
 }
 
 /// A workload found through kube-state-metrics.

@@ -19,6 +19,12 @@ pub struct PodSeries {
     pub memory: Vec<Point>,
     /// Container restarts (a counter).
     pub restarts: Vec<Point>,
+    /// 1 while a container waits in kubelet's `CrashLoopBackOff` (kube-state-metrics'
+    /// `kube_pod_container_status_waiting_reason`); no points, or 0, otherwise.
+    pub backoff: Vec<Point>,
+    /// The reason its container last terminated (`Error`, `OOMKilled`, …), if kube-state-metrics
+    /// reports one (`kube_pod_container_status_last_terminated_reason`).
+    pub last_terminated: Option<String>,
     /// CPU limit in cores (latest), if any.
     pub cpu_limit: Option<f64>,
     /// Memory limit in bytes (latest), if any.
@@ -49,17 +55,23 @@ pub enum StdSignal {
     MemoryLimit,
     /// Restarts counter.
     Restarts,
+    /// Waiting in `CrashLoopBackOff` (0/1).
+    BackOff,
+    /// Last-terminated reason (the `reason` label; value 1).
+    LastTerminated,
 }
 
 impl StdSignal {
     /// Every standard signal.
-    pub const ALL: [StdSignal; 6] = [
+    pub const ALL: [StdSignal; 8] = [
         Self::Cpu,
         Self::CpuLimit,
         Self::Throttling,
         Self::Memory,
         Self::MemoryLimit,
         Self::Restarts,
+        Self::BackOff,
+        Self::LastTerminated,
     ];
 
     /// The signal's name, as used in evidence.
@@ -71,6 +83,8 @@ impl StdSignal {
             Self::Memory => "memory",
             Self::MemoryLimit => "memoryLimit",
             Self::Restarts => "restarts",
+            Self::BackOff => "backOff",
+            Self::LastTerminated => "lastTerminatedReason",
         }
     }
 }

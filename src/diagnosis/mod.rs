@@ -9,7 +9,7 @@ pub mod stats;
 pub mod sweep;
 
 pub use input::{EvalContext, PodSeries, StdSignal, WorkloadSeries, window};
-pub use patterns::{Params, Verdict, evaluate};
+pub use patterns::{EXCESS_MIN_RATIO, Params, Verdict, evaluate};
 pub use sweep::{Evaluated, Settings, Subject};
 
 use crate::v1alpha1::{ActionSpec, ActionType, FaultKind, FaultSpec, Pattern, ScaleSpec};
@@ -41,38 +41,54 @@ pub fn evaluate_all(
         .collect()
 }
 
-/// The fault to act on, if any.
+/// The fault to act on now, if any: a fault whose action is due ([`Verdict::acts`]).
 ///
-/// A firing CrashLoop wins over everything (restarting or scaling would not help). While a CrashLoop
+/// A due CrashLoop wins over everything (restarting or scaling would not help). While a CrashLoop
 /// fault is Inconclusive, nothing else is acted on either: a crash loop cannot be ruled out. Otherwise
-/// the first firing fault in policy order wins.
+/// the first due fault in policy order wins. A classified fault whose action is not due yet (a leak
+/// beyond its horizon, a confidence below the floor) is never chosen: see [`classify`].
 pub fn choose<'a>(
     faults: &'a [FaultSpec],
     verdicts: &'a [FaultVerdict],
 ) -> Option<(&'a FaultSpec, &'a FaultVerdict)> {
+    pick(faults, verdicts, |v| v.acts())
+}
+
+/// The fault to report, if any: the one [`choose`] acts on, else the first classified fault
+/// (CrashLoop first) whose action is not due yet.
+pub fn classify<'a>(
+    faults: &'a [FaultSpec],
+    verdicts: &'a [FaultVerdict],
+) -> Option<(&'a FaultSpec, &'a FaultVerdict)> {
+    choose(faults, verdicts).or_else(|| pick(faults, verdicts, |v| v.kind.is_fault()))
+}
+
+fn pick<'a>(
+    faults: &'a [FaultSpec],
+    verdicts: &'a [FaultVerdict],
+    hit: impl Fn(&Verdict) -> bool,
+) -> Option<(&'a FaultSpec, &'a FaultVerdict)> {
     let pairs = || faults.iter().zip(verdicts.iter());
-    if let Some(hit) =
-        pairs().find(|(f, v)| f.pattern == Pattern::CrashLoop && v.verdict.kind.is_fault())
-    {
-        return Some(hit);
+    if let Some(found) = pairs().find(|(f, v)| f.pattern == Pattern::CrashLoop && hit(&v.verdict)) {
+        return Some(found);
     }
     if pairs()
         .any(|(f, v)| f.pattern == Pattern::CrashLoop && v.verdict.kind == FaultKind::Inconclusive)
     {
         return None;
     }
-    pairs().find(|(_, v)| v.verdict.kind.is_fault())
+    pairs().find(|(_, v)| hit(&v.verdict))
 }
 
 /// Whether a firing verdict calls for its action now (the classification alone is reported).
 pub fn actionable(v: &FaultVerdict) -> bool {
-    v.verdict.kind.is_fault()
+    v.verdict.acts()
 }
 
-/// The workload-level finding of a set of verdicts: the chosen fault, else Inconclusive if any
-/// detector lacked data, else Healthy.
+/// The workload-level finding of a set of verdicts: the classified fault (due or not), else
+/// Inconclusive if any detector lacked data, else Healthy.
 pub fn overall(faults: &[FaultSpec], verdicts: &[FaultVerdict]) -> FaultKind {
-    if let Some((_, v)) = choose(faults, verdicts) {
+    if let Some((_, v)) = classify(faults, verdicts) {
         return v.verdict.kind;
     }
     if verdicts

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::{
     prometheus::{PromClient, template::exact_alternation},
-    v1alpha1::{FaultKind, RemediationPolicySpec},
+    v1alpha1::RemediationPolicySpec,
 };
 
 /// How series are read: resolution, windows, staleness and timeouts. Shared by the operator,
@@ -93,13 +93,7 @@ impl Evaluated {
                 .map(|f| FaultVerdict {
                     fault: f.name.clone(),
                     pattern: f.pattern,
-                    verdict: Verdict {
-                        kind: FaultKind::Inconclusive,
-                        pods: vec![],
-                        confidence: 0.0,
-                        evidence: vec![],
-                        message: format!("no data: {e}"),
-                    },
+                    verdict: Verdict::inconclusive(format!("no data: {e}")),
                 })
                 .collect(),
             queries: 0,
@@ -449,9 +443,10 @@ mod tests {
             })
             .collect();
         let p = plan(&subjects, &Settings::default());
+        // cpu, cpuLimit, throttling, memory, memoryLimit, restarts, backOff, lastTerminated.
         assert_eq!(
             p.len(),
-            6,
+            8,
             "one query per standard signal: {:#?}",
             p.queries
         );
@@ -475,7 +470,7 @@ mod tests {
             .expect("restarts");
         assert!(restarts.span >= 600.0 && cpu.span < 600.0);
         let single = plan(&subjects[..1], &Settings::default());
-        assert_eq!(single.len(), 6);
+        assert_eq!(single.len(), 8);
     }
 
     #[test]

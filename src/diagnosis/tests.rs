@@ -38,6 +38,8 @@ fn pod(name: &str) -> PodSeries {
         throttling: series(600.0, |_| 0.01),
         memory: series(600.0, |_| 100e6),
         restarts: series(600.0, |_| 0.0),
+        backoff: vec![],
+        last_terminated: None,
         cpu_limit: Some(1.0),
         memory_limit: Some(512e6),
     }
@@ -522,4 +524,251 @@ fn a_crash_loop_fault_reads_ten_minutes_of_restarts() {
     assert_eq!(signal_span(&runaway, StdSignal::Cpu, STEP), 120.0);
     assert_eq!(signal_span(&runaway, StdSignal::CpuLimit, STEP), 2.0 * STEP);
     assert_eq!(signal_span(&runaway, StdSignal::Restarts, STEP), STEP);
+}
+
+fn leak_pod(name: &str, secs_to_limit: f64) -> PodSeries {
+    // Climbs steadily over the last 10 minutes; reaches 512e6 `secs_to_limit` after NOW.
+    let (now_v, limit) = (300e6, 512e6);
+    let slope = (limit - now_v) / secs_to_limit;
+    PodSeries {
+        memory: series(600.0, move |t| now_v - slope * (600.0 - t)),
+        ..pod(name)
+    }
+}
+
+#[test]
+fn a_leak_is_reported_at_once_and_acted_on_within_the_horizon() {
+    let faults = vec![fault(Pattern::MemoryLeak, 600)];
+    // An hour from its limit: a leak, restart not due yet (horizon 30 min).
+    let w = three_with(leak_pod("web-b", 3600.0));
+    let vs = evaluate_all(&faults, &w, &ctx());
+    let v = &vs[0].verdict;
+    assert_eq!(v.kind, FaultKind::MemoryLeak, "{}", v.message);
+    assert_eq!(v.pods, vec!["web-b".to_string()]);
+    assert!(!v.due && !v.acts(), "{v:?}");
+    let tte = v.time_to_limit.expect("projected");
+    assert!((tte - 3600.0).abs() < 120.0, "{tte}");
+    let due_in = v.due_in.expect("projected");
+    assert!((due_in - (tte - 1800.0)).abs() < 1e-6, "{due_in}");
+    assert!(v.held_for >= 540.0, "{}", v.held_for);
+    assert!(choose(&faults, &vs).is_none(), "not due: no action");
+    assert!(classify(&faults, &vs).is_some());
+    assert_eq!(overall(&faults, &vs), FaultKind::MemoryLeak);
+
+    // Twenty minutes from its limit: due now.
+    let w = three_with(leak_pod("web-b", 1200.0));
+    let vs = evaluate_all(&faults, &w, &ctx());
+    assert!(vs[0].verdict.acts(), "{:?}", vs[0].verdict);
+    assert_eq!(vs[0].verdict.due_in, Some(0.0));
+    assert!(choose(&faults, &vs).is_some());
+
+    // Five hours away: growth, not a leak (beyond reportHorizon, 4 x horizon).
+    let w = three_with(leak_pod("web-b", 5.0 * 3600.0));
+    assert_eq!(
+        verdict(Pattern::MemoryLeak, 600, &w).kind,
+        FaultKind::Healthy
+    );
+}
+
+#[test]
+fn a_leak_under_a_gc_sawtooth_is_found_on_its_floors() {
+    let (base, limit, amp) = (250e6, 512e6, 40e6);
+    let slope = (limit - base - amp) / 1500.0;
+    let w = three_with(PodSeries {
+        memory: series(600.0, move |t| {
+            base + slope * t + amp * ((t / 90.0).fract())
+        }),
+        ..pod("web-b")
+    });
+    let v = verdict(Pattern::MemoryLeak, 600, &w);
+    assert_eq!(v.kind, FaultKind::MemoryLeak, "{}", v.message);
+    assert_eq!(v.pods, vec!["web-b".to_string()]);
+    // A sawtooth around a flat level is not a leak.
+    let w = three_with(PodSeries {
+        memory: series(600.0, move |t| base + amp * ((t / 90.0).fract())),
+        ..pod("web-b")
+    });
+    assert_eq!(
+        verdict(Pattern::MemoryLeak, 600, &w).kind,
+        FaultKind::Healthy
+    );
+}
+
+#[test]
+fn an_extra_core_is_runaway_below_the_ratio_and_under_a_large_limit() {
+    let busy = |name: &str, cores: f64| PodSeries {
+        cpu: series(600.0, move |_| cores),
+        cpu_limit: Some(4.0),
+        ..pod(name)
+    };
+    // +0.9 cores over a 0.6 median: 2.5x, 38 % of the limit.
+    let w = workload(vec![
+        busy("web-a", 0.6),
+        busy("web-b", 1.5),
+        busy("web-c", 0.62),
+    ]);
+    let v = verdict(Pattern::RunawayProcess, 120, &w);
+    assert_eq!(v.kind, FaultKind::RunawayProcess, "{}", v.message);
+    assert_eq!(v.pods, vec!["web-b".to_string()]);
+    assert!(v.acts());
+    assert!(
+        v.evidence
+            .iter()
+            .any(|e| e.rule.contains("cores above") && (e.value - 0.89).abs() < 0.02),
+        "{:?}",
+        v.evidence
+    );
+    // The same ratio with a small absolute excess is ordinary imbalance.
+    let w = workload(vec![
+        busy("web-a", 0.1),
+        busy("web-b", 0.25),
+        busy("web-c", 0.1),
+    ]);
+    assert_eq!(
+        verdict(Pattern::RunawayProcess, 120, &w).kind,
+        FaultKind::Healthy
+    );
+    // 1.7x with +0.8 cores: load imbalance, not runaway.
+    let w = workload(vec![
+        busy("web-a", 1.15),
+        busy("web-b", 1.95),
+        busy("web-c", 1.1),
+    ]);
+    assert_eq!(
+        verdict(Pattern::RunawayProcess, 120, &w).kind,
+        FaultKind::Healthy
+    );
+}
+
+/// Restarts at the given offsets before NOW.
+fn restarts_at(offsets: &'static [f64]) -> Vec<(f64, f64)> {
+    series(900.0, move |t| {
+        let at = NOW - 900.0 + t;
+        offsets.iter().filter(|o| NOW - **o <= at).count() as f64
+    })
+}
+
+#[test]
+fn crash_loops_read_kubelets_back_off_and_reasons() {
+    let backoff = |from: f64, to: f64| -> Vec<(f64, f64)> {
+        series(900.0, |_| 1.0)
+            .into_iter()
+            .filter(|(t, _)| *t >= NOW - from && *t <= NOW - to)
+            .collect()
+    };
+    // Two restarts in ten minutes, kube-state-metrics saw CrashLoopBackOff: a loop.
+    let w = three_with(PodSeries {
+        restarts: restarts_at(&[420.0, 200.0]),
+        backoff: backoff(230.0, 200.0),
+        last_terminated: Some("Error".into()),
+        ..pod("web-b")
+    });
+    let v = verdict(Pattern::CrashLoop, 300, &w);
+    assert_eq!(v.kind, FaultKind::CrashLoop, "{}", v.message);
+    assert!(v.message.contains("Error"), "{}", v.message);
+    assert!(
+        v.evidence
+            .iter()
+            .any(|e| e.signal == "lastTerminatedReason" && e.rule.contains("Error"))
+    );
+    assert!(v.held_for >= 400.0, "{}", v.held_for);
+    // The same two restarts without the back-off state: not enough.
+    let w = three_with(PodSeries {
+        restarts: restarts_at(&[420.0, 200.0]),
+        ..pod("web-b")
+    });
+    assert_eq!(
+        verdict(Pattern::CrashLoop, 300, &w).kind,
+        FaultKind::Healthy
+    );
+    // Four restarts over ten-odd minutes, only one in the last five: a loop.
+    let w = three_with(PodSeries {
+        restarts: restarts_at(&[590.0, 480.0, 330.0, 100.0]),
+        ..pod("web-b")
+    });
+    assert_eq!(
+        verdict(Pattern::CrashLoop, 300, &w).kind,
+        FaultKind::CrashLoop
+    );
+    // One restart (an OOM once) is not.
+    let w = three_with(PodSeries {
+        restarts: restarts_at(&[200.0]),
+        backoff: backoff(210.0, 200.0),
+        last_terminated: Some("OOMKilled".into()),
+        ..pod("web-b")
+    });
+    assert_eq!(
+        verdict(Pattern::CrashLoop, 300, &w).kind,
+        FaultKind::Healthy
+    );
+}
+
+#[test]
+fn below_the_confidence_floor_a_fault_is_reported_not_acted_on() {
+    let w = three_with(PodSeries {
+        cpu: series(600.0, |_| 0.95),
+        ..pod("web-b")
+    });
+    let mut f = fault(Pattern::RunawayProcess, 120);
+    let v = evaluate(&f, &w, &ctx());
+    assert!(v.acts());
+    f.params = Some(crate::v1alpha1::DetectorParams {
+        min_confidence: Some((v.confidence + 0.01).min(1.0)),
+        ..Default::default()
+    });
+    let faults = vec![f];
+    let vs = evaluate_all(&faults, &w, &ctx());
+    assert_eq!(vs[0].verdict.kind, FaultKind::RunawayProcess);
+    assert!(!vs[0].verdict.due, "{:?}", vs[0].verdict);
+    assert!(vs[0].verdict.message.contains("below the floor"));
+    assert!(choose(&faults, &vs).is_none());
+    assert_eq!(overall(&faults, &vs), FaultKind::RunawayProcess);
+}
+
+#[test]
+fn healthy_and_inconclusive_are_never_due() {
+    for c in table() {
+        let v = verdict(c.pattern, c.for_secs, &c.input);
+        assert_eq!(v.due, v.kind.is_fault(), "{}: {v:?}", c.name);
+        assert!((0.0..=1.0).contains(&v.confidence), "{}", c.name);
+    }
+}
+
+#[test]
+fn replicas_capped_at_their_limit_and_throttled_are_contended() {
+    let capped = |name: &str, throttled: f64| PodSeries {
+        cpu: series(600.0, |_| 0.97),
+        throttling: series(600.0, move |_| throttled),
+        ..pod(name)
+    };
+    // Throttled in 18 % of periods (under 25 %), but at 97 % of the limit: the demand exceeds it.
+    let w = workload(vec![
+        capped("web-a", 0.18),
+        capped("web-b", 0.18),
+        capped("web-c", 0.2),
+    ]);
+    let v = verdict(Pattern::ResourceContention, 180, &w);
+    assert_eq!(v.kind, FaultKind::ResourceContention, "{}", v.message);
+    // The same throttling well under the limit is not.
+    let w = workload(vec![
+        PodSeries {
+            cpu: series(600.0, |_| 0.6),
+            ..capped("web-a", 0.18)
+        },
+        PodSeries {
+            cpu: series(600.0, |_| 0.6),
+            ..capped("web-b", 0.18)
+        },
+    ]);
+    assert_eq!(
+        verdict(Pattern::ResourceContention, 180, &w).kind,
+        FaultKind::Healthy
+    );
+}
+
+#[test]
+fn a_memory_leak_fault_reads_half_an_hour() {
+    use super::{StdSignal, fetch::signal_span};
+    let span = signal_span(&[fault(Pattern::MemoryLeak, 600)], StdSignal::Memory, STEP);
+    assert_eq!(span, 1800.0);
 }

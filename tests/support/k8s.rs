@@ -270,3 +270,56 @@ pub fn replicaset_owner(
     )
     .with(ksm.times(from, to).map(|t| (t, 1.0)))
 }
+
+/// kube-state-metrics' container status of one pod: `kube_pod_container_status_waiting_reason`
+/// (1 while `waiting(t)` names a reason, absent otherwise, as kube-state-metrics v2 exports it) and
+/// `kube_pod_container_status_last_terminated_reason` (1 for the reason `last_terminated(t)` names).
+pub fn status_series(
+    pod: &Pod,
+    ksm: Scrape,
+    waiting: impl Fn(f64) -> Option<&'static str>,
+    last_terminated: impl Fn(f64) -> Option<&'static str>,
+    ksm_up: impl Fn(f64) -> bool,
+) -> Vec<SeriesData> {
+    use std::collections::BTreeMap;
+    let end = pod.end.unwrap_or(f64::INFINITY);
+    let uid = format!("uid-{}", pod.name);
+    let labels = |reason: &str| -> Vec<(String, String)> {
+        [
+            ("namespace", pod.namespace.as_str()),
+            ("pod", pod.name.as_str()),
+            ("uid", uid.as_str()),
+            ("container", "app"),
+            ("reason", reason),
+            ("instance", "kube-state-metrics:8080"),
+            ("job", "kube-state-metrics"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    };
+    let mut out: BTreeMap<(&'static str, &'static str), SeriesData> = BTreeMap::new();
+    for t in ksm.times(pod.start, end) {
+        if !ksm_up(t) {
+            continue;
+        }
+        for (metric, reason) in [
+            ("kube_pod_container_status_waiting_reason", waiting(t)),
+            (
+                "kube_pod_container_status_last_terminated_reason",
+                last_terminated(t),
+            ),
+        ] {
+            if let Some(r) = reason {
+                out.entry((metric, r))
+                    .or_insert_with(|| SeriesData {
+                        name: metric.into(),
+                        labels: labels(r),
+                        samples: vec![],
+                    })
+                    .push(t, 1.0);
+            }
+        }
+    }
+    out.into_values().collect()
+}

@@ -217,6 +217,14 @@ pub struct QueryOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 4096))]
     pub restarts: Option<String>,
+    /// 1 while a pod's container waits in `CrashLoopBackOff`, per pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub back_off: Option<String>,
+    /// The last-terminated reason per pod and `reason` label (value 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub last_terminated_reason: Option<String>,
 }
 
 /// One fault to recognise and the fix for it.
@@ -310,6 +318,11 @@ pub struct DetectorParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1.0, max = 1000.0))]
     pub sibling_ratio: Option<f64>,
+    /// RunawayProcess: cores above its siblings' median that make a pod runaway even below
+    /// `siblingRatio`, as long as it burns at least twice their median (default 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub excess_cores: Option<f64>,
     /// RunawayProcess / ResourceContention: the fraction of the CPU limit that counts as "at the limit" (default 0.9 / 0.8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 1.0))]
@@ -329,6 +342,10 @@ pub struct DetectorParams {
     /// MemoryLeak: act when the projected time to the memory limit is below this (default 30m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub horizon: Option<Duration>,
+    /// MemoryLeak: report a steady climb as a leak (without acting) when the projected time to the
+    /// limit is below this (default 4 x horizon). The action becomes due once it is below `horizon`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_horizon: Option<Duration>,
     /// CrashLoop: restarts within the `for` window that mean a crash loop (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10000))]
@@ -340,6 +357,11 @@ pub struct DetectorParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.5, max = 1.0))]
     pub persistence: Option<f64>,
+    /// Below this confidence (0..1) a fault is reported (status, `diagnose`, notifications) but
+    /// its action is not taken (default 0: no floor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub min_confidence: Option<f64>,
 }
 
 /// What to do about a fault.
@@ -574,4 +596,17 @@ pub struct FaultVerdictStatus {
     /// The numbers behind it (at most a few entries).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evidence: Vec<Evidence>,
+    /// Whether the fault's action is due now (false while a classified fault only is reported,
+    /// e.g. a leak whose projection is beyond its horizon).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub due: bool,
+    /// Seconds until the action becomes due at the current trend, if projected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_in_seconds: Option<f64>,
+    /// MemoryLeak: projected seconds to the memory limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_limit_seconds: Option<f64>,
+    /// How sure the detector is, 0..1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
 }

@@ -393,7 +393,8 @@ other_kubelets() {
   local pid ours
   ours=$(cat "$PIDS/kubelet.pid" 2>/dev/null || true)
   for pid in $(pgrep -x kubelet || true); do
-    [[ $pid == "$ours" ]] || echo "$pid"
+    # an exited kubelet stays a zombie until its reaper collects it
+    [[ $pid == "$ours" ]] || ! running "$pid" || echo "$pid"
   done
 }
 

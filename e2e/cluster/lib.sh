@@ -6,6 +6,7 @@
 K8S_VERSION=v1.34.4
 KWOK_VERSION=v0.8.0
 HELM_VERSION=v3.22.0
+KSM_VERSION=v2.16.0
 
 E2E_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CLUSTER_SRC="$E2E_ROOT/cluster"
@@ -14,6 +15,7 @@ CACHE_DIR="${HOMEOSTAT_CACHE:-$HOME/.cache/homeostat}"
 K8S_BIN="$CACHE_DIR/k8s-$K8S_VERSION/bin"
 KWOK_BIN="$CACHE_DIR/kwok-$KWOK_VERSION/bin"
 HELM_BIN="$CACHE_DIR/helm-$HELM_VERSION/bin"
+KSM_BIN="$CACHE_DIR/kube-state-metrics-$KSM_VERSION/bin"
 KWOK_STAGES="$CACHE_DIR/kwok-$KWOK_VERSION/stages.yaml"
 
 STATE_DIR="${HOMEOSTAT_E2E_DIR:-/tmp/homeostat-e2e}"
@@ -31,17 +33,50 @@ set_ports() {
   KCM_PORT="${HOMEOSTAT_KCM_PORT:-26257}"
   SCHEDULER_PORT="${HOMEOSTAT_SCHEDULER_PORT:-26259}"
   KWOK_PORT="${HOMEOSTAT_KWOK_PORT:-26247}"
+  PROM_PORT="${HOMEOSTAT_PROM_PORT:-29090}"
+  # The real node (realnode.sh): kubelet API and healthz, containerd's CRI stream server,
+  # kube-state-metrics (pods of the real node; owners) and their telemetry ports.
+  KUBELET_PORT="${HOMEOSTAT_KUBELET_PORT:-26250}"
+  KUBELET_HEALTHZ_PORT="${HOMEOSTAT_KUBELET_HEALTHZ_PORT:-26248}"
+  CONTAINERD_STREAM_PORT="${HOMEOSTAT_CONTAINERD_STREAM_PORT:-26251}"
+  KSM_PORT="${HOMEOSTAT_KSM_PORT:-26280}"
+  KSM_TELEMETRY_PORT="${HOMEOSTAT_KSM_TELEMETRY_PORT:-26281}"
+  KSM_OWNERS_PORT="${HOMEOSTAT_KSM_OWNERS_PORT:-26282}"
+  KSM_OWNERS_TELEMETRY_PORT="${HOMEOSTAT_KSM_OWNERS_TELEMETRY_PORT:-26283}"
+  # 1: up starts the real node too (fails with the reason when this host cannot run it).
+  REAL_NODE="${HOMEOSTAT_E2E_REAL_NODE:-1}"
+  # Its name must resolve to 127.x (the apiserver reaches the kubelet by Hostname): the host name
+  # when /etc/hosts maps it so, else localhost.
+  REAL_NODE_NAME="${HOMEOSTAT_REAL_NODE_NAME:-$(default_node_name)}"
+  # Pod network: the bridge's name and a /24 (gateway .1), so two clusters can coexist.
+  CNI_BRIDGE="${HOMEOSTAT_CNI_BRIDGE:-hs-cni0}"
+  POD_SUBNET="${HOMEOSTAT_POD_SUBNET:-10.244.0.0/24}"
   if [[ -f $STATE_DIR/ports ]]; then
     # shellcheck source=/dev/null
     source "$STATE_DIR/ports"
   fi
   APISERVER_URL="https://127.0.0.1:$APISERVER_PORT"
+  POD_GATEWAY="${POD_SUBNET%.0/24}.1"
+  # The kubelet's cgroup root (kubepods below it), one per bridge name.
+  CGROUP_ROOT="/homeostat-$CNI_BRIDGE"
+}
+default_node_name() {
+  local h
+  h=$(hostname 2>/dev/null || true)
+  if [[ $h =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ && $(getent ahostsv4 "$h" 2>/dev/null | awk 'NR == 1 { print $1 }') == 127.* ]]; then
+    echo "$h"
+  else
+    echo localhost
+  fi
 }
 set_ports
 PROMETHEUS_PORT_DEFAULT=29090
 
-# Components in start order; `down` stops them in reverse.
+# Components in start order; `down` stops them in reverse (the real node's first, by realnode.sh).
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+REAL_NODE_COMPONENTS=(containerd kubelet kube-state-metrics kube-state-metrics-owners)
+# binary_of COMPONENT: the binary a component runs.
+binary_of() { if [[ $1 == kube-state-metrics-owners ]]; then echo kube-state-metrics; else echo "$1"; fi; }
 
 # --- output -----------------------------------------------------------------------------------
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -79,7 +114,7 @@ pid_of() {
   [[ $pid =~ ^[0-9]+$ ]] || return 1
   kill -0 "$pid" 2>/dev/null || return 1
   cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-  [[ $cmd == *"/$name "* ]] || return 1
+  [[ $cmd == *"/$(binary_of "$name") "* ]] || return 1
   echo "$pid"
 }
 

@@ -14,15 +14,21 @@ fn prometheus(action: &str) {
     let repo = PathBuf::from(std::env::var("HOMEOSTAT_E2E_REPO").expect("HOMEOSTAT_E2E_REPO"));
     let mut cmd = Command::new(repo.join(format!("e2e/prometheus/{action}")));
     if action == "start" {
-        cmd.args([
-            "--port",
-            &std::env::var("HOMEOSTAT_E2E_PROM_PORT").expect("port"),
-        ])
-        .args([
-            "--scrape",
-            &std::env::var("HOMEOSTAT_E2E_SIM_ADDR").expect("simulator address"),
-        ])
-        .args(["--interval", "5s"]);
+        // The stack's own arguments (with the real node: also the kubelet, kube-state-metrics and
+        // operator jobs), so the restarted Prometheus scrapes what it scraped before.
+        if let Ok(args) = std::env::var("HOMEOSTAT_E2E_PROM_ARGS") {
+            cmd.args(args.split_whitespace());
+        } else {
+            cmd.args([
+                "--port",
+                &std::env::var("HOMEOSTAT_E2E_PROM_PORT").expect("port"),
+            ])
+            .args([
+                "--scrape",
+                &std::env::var("HOMEOSTAT_E2E_SIM_ADDR").expect("simulator address"),
+            ])
+            .args(["--interval", "5s"]);
+        }
     }
     let out = cmd.output().expect("run the prometheus script");
     assert!(

@@ -1,0 +1,3 @@
+module homeostat.dev/e2e/workload
+
+go 1.24

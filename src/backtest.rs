@@ -159,14 +159,7 @@ pub async fn run(
         if ev.fetch_error.is_some() {
             report.blind += 1;
         }
-        let live: Vec<LivePod> = pods
-            .iter()
-            .map(|p| LivePod {
-                name: p.name.clone(),
-                uid: String::new(),
-                started_at: p.started_at,
-            })
-            .collect();
+        let live = LivePod::offline(&pods);
         let replicas = scaled_to
             .unwrap_or(live.len() as i32)
             .max(live.len() as i32);

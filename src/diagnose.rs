@@ -297,14 +297,7 @@ pub async fn run(prom: &PromClient, opts: &Options) -> Result<Report, DiagnoseEr
             kind: w.kind,
             name: w.name.clone(),
         };
-        let live: Vec<LivePod> = pods
-            .iter()
-            .map(|p| LivePod {
-                name: p.name.clone(),
-                uid: String::new(),
-                started_at: p.started_at,
-            })
-            .collect();
+        let live = LivePod::offline(pods);
         // Offline, the workload is what kube-state-metrics shows: every pod counted available.
         let workload = Workload {
             target: target.clone(),

@@ -307,33 +307,14 @@ impl Caches {
                 }
             }
         }
-        for s in &self.deployments {
-            for d in s.state() {
-                if let Some(e) = deployment_entry(&d) {
-                    snap.workloads.insert(
-                        (
-                            e.0,
-                            WorkloadKind::Deployment,
-                            e.1.workload.target.name.clone(),
-                        ),
-                        e.1,
-                    );
-                }
-            }
-        }
-        for s in &self.statefulsets {
-            for d in s.state() {
-                if let Some(e) = statefulset_entry(&d) {
-                    snap.workloads.insert(
-                        (
-                            e.0,
-                            WorkloadKind::StatefulSet,
-                            e.1.workload.target.name.clone(),
-                        ),
-                        e.1,
-                    );
-                }
-            }
+        let deployments = self.deployments.iter().flat_map(|s| s.state());
+        let statefulsets = self.statefulsets.iter().flat_map(|s| s.state());
+        let entries = deployments
+            .filter_map(|d| deployment_entry(&d))
+            .chain(statefulsets.filter_map(|d| statefulset_entry(&d)));
+        for (ns, e) in entries {
+            let t = &e.workload.target;
+            snap.workloads.insert((ns, t.kind, t.name.clone()), e);
         }
         for s in &self.pods {
             for p in s.state() {

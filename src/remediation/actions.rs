@@ -54,6 +54,19 @@ pub struct LivePod {
     pub started_at: Option<f64>,
 }
 
+impl LivePod {
+    /// Pods as kube-state-metrics shows them, offline (`diagnose`, `backtest`): no UID is known.
+    pub fn offline(pods: &[crate::diagnosis::fetch::PodRef]) -> Vec<Self> {
+        pods.iter()
+            .map(|p| Self {
+                name: p.name.clone(),
+                uid: String::new(),
+                started_at: p.started_at,
+            })
+            .collect()
+    }
+}
+
 /// The fields homeostat reads, common to Deployments and StatefulSets.
 #[derive(serde::Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]

@@ -11,3 +11,25 @@ pub fn hit(name: &str) {
         std::process::exit(EXIT_CODE);
     }
 }
+
+/// Freezes the process (SIGSTOP to itself, as a stalled VM or a long GC pause would) if the
+/// failpoint `name` is armed; it goes on where it stopped once something sends SIGCONT. Once per
+/// process.
+pub fn pause(name: &str) {
+    static FIRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if std::env::var("HOMEOSTAT_FAILPOINT").is_ok_and(|v| v == name)
+        && !FIRED.swap(true, std::sync::atomic::Ordering::SeqCst)
+    {
+        tracing::warn!(
+            failpoint = name,
+            "failpoint reached: freezing (SIGSTOP) until SIGCONT"
+        );
+        let pid = std::process::id().to_string();
+        if let Err(e) = std::process::Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+        {
+            tracing::error!(failpoint = name, error = %e, "cannot freeze: `kill` did not run");
+        }
+    }
+}

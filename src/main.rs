@@ -105,9 +105,13 @@ struct RunArgs {
     /// Lease duration.
     #[arg(long, default_value = "15s")]
     lease_duration: SpecDuration,
-    /// Name of the leader Lease.
+    /// Name of the leader Lease (the base name of the shard Leases when --shards > 1).
     #[arg(long, env = "HOMEOSTAT_LEASE_NAME", default_value = homeostat::leader::LEASE_NAME)]
     lease_name: String,
+    /// Split the watched namespaces into this many shards, each led through its own Lease, so
+    /// that replicas share the fleet (needs --leader-elect; every replica must use the same value).
+    #[arg(long, env = "HOMEOSTAT_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    shards: u32,
     /// Another Prometheus URL prefix policies may name in spec.prometheus.url (repeat); the
     /// --prometheus-url is always allowed. Matched on scheme, host, port and path prefix.
     #[arg(long, env = "HOMEOSTAT_PROMETHEUS_ALLOW", value_delimiter = ',')]
@@ -358,26 +362,41 @@ async fn run_operator(a: RunArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(server);
 
     controller::wait_for_crds(&client, &a.namespaces).await;
-    let (leading_tx, leading_rx) = tokio::sync::watch::channel(!a.leader_elect);
-    let lease = if a.leader_elect {
+    if a.shards > 1 && !a.leader_elect {
+        anyhow::bail!(
+            "--shards {} needs --leader-elect: shards are divided through Leases",
+            a.shards
+        );
+    }
+    let (fence, lease) = if a.leader_elect {
         let ns = a
             .lease_namespace
             .clone()
             .or_else(|| std::env::var("POD_NAMESPACE").ok())
             .unwrap_or_else(|| "default".into());
-        Some(tokio::spawn(homeostat::leader::run(
+        let fence = homeostat::leader::Fence::new(a.shards);
+        let cfg = homeostat::leader::Config {
+            namespace: ns,
+            name: a.lease_name.clone(),
+            duration: a
+                .lease_duration
+                .get()
+                .max(std::time::Duration::from_secs(2)),
+            shards: a.shards,
+            identity: homeostat::leader::identity(),
+        };
+        let task = tokio::spawn(homeostat::leader::run(
             client.clone(),
-            ns,
-            a.lease_name.clone(),
-            a.lease_duration.get(),
-            leading_tx,
+            cfg,
+            fence.clone(),
             metrics.clone(),
             shutdown_rx.clone(),
-        )))
+        ));
+        (fence, Some(task))
     } else {
         metrics.leader.set(1);
-        drop(leading_tx);
-        None
+        metrics.shards_held.set(1);
+        (homeostat::leader::Fence::always(), None)
     };
     let mut query = a
         .query
@@ -399,13 +418,14 @@ async fn run_operator(a: RunArgs) -> anyhow::Result<()> {
         namespaces = ?a.namespaces,
         listen = %a.listen,
         leader_elect = a.leader_elect,
+        shards = a.shards,
         prometheus_allow = ?a.prometheus_allow,
         webhook_allow = ?a.webhook_allow,
         webhook_allow_public = a.webhook_allow_public,
         "homeostat starting"
     );
     let ctx = Arc::new(
-        Context::new(client, default_prom, metrics, settings, leading_rx)
+        Context::new(client, default_prom, metrics, settings, fence)
             .with_egress(prom_sources, notifier),
     );
     let mut stop = shutdown_rx.clone();

@@ -58,6 +58,8 @@ pub struct Metrics {
     pub active_remediations: Gauge,
     /// 1 while this replica holds the leader lease (or runs without election).
     pub leader: Gauge,
+    /// Shards this replica holds (all of them without election).
+    pub shards_held: Gauge,
     /// Apiserver writes by kind (status, remediation, remediation_status, action, event).
     pub apiserver_writes: Family<ResultLabel, Counter>,
     /// Webhook notifications by result.
@@ -96,6 +98,7 @@ impl Metrics {
             reconcile_errors: Family::default(),
             active_remediations: Gauge::default(),
             leader: Gauge::default(),
+            shards_held: Gauge::default(),
             apiserver_writes: Family::default(),
             notifications: Family::default(),
             sweep_duration: Histogram::new([
@@ -146,6 +149,11 @@ impl Metrics {
             m.active_remediations.clone(),
         );
         r.register("leader", "1 while this replica may act", m.leader.clone());
+        r.register(
+            "shards_held",
+            "Policy shards this replica holds and acts for",
+            m.shards_held.clone(),
+        );
         r.register(
             "apiserver_writes",
             "Apiserver writes by kind",

@@ -76,12 +76,13 @@ pub async fn apply(
     }
 }
 
-fn leading(ctx: &Context) -> bool {
-    *ctx.leading.borrow()
+/// Whether this replica holds the shard of `namespace` right now (its renew deadline not passed).
+fn leading(ctx: &Context, namespace: &str) -> bool {
+    ctx.fence.holds_namespace(namespace)
 }
 
 async fn open(ctx: &Context, p: &PolicyCtx<'_>, o: Opening) -> Result<Option<Remediation>, Error> {
-    if !leading(ctx) {
+    if !leading(ctx, p.namespace) {
         return Ok(None);
     }
     let rem = Remediation {
@@ -166,7 +167,7 @@ async fn advance(
     a: Advancing,
     rem: Remediation,
 ) -> Result<Remediation, Error> {
-    if (!a.changed() && !a.act) || !leading(ctx) {
+    if (!a.changed() && !a.act) || !leading(ctx, p.namespace) {
         return Ok(rem);
     }
     let saved = if a.changed() {
@@ -235,8 +236,9 @@ async fn execute(
     let Some(attempt) = s.attempts.last().cloned() else {
         return Ok(rem);
     };
-    if !leading(ctx) {
-        warn!(remediation = %rem.name_any(), "lost leadership before acting; the new leader resumes the incident");
+    crate::failpoint::pause("before-fence-check");
+    if !leading(ctx, p.namespace) {
+        warn!(remediation = %rem.name_any(), namespace = %p.namespace, "lost leadership before acting (the Lease was not renewed within its deadline); the new leader resumes the incident");
         return Ok(rem);
     }
     let outcome = actions::execute(&ctx.client, p.namespace, &rem.spec.target, &attempt).await;

@@ -82,8 +82,8 @@ pub struct Context {
     pub prom_sources: prom::Sources,
     /// Sends notifications to allow-listed webhooks only (`--webhook-allow`).
     pub notifier: crate::notify::Notifier,
-    /// Whether this replica may act (leader).
-    pub leading: watch::Receiver<bool>,
+    /// Which shards (namespaces) this replica may act for, checked before every write.
+    pub fence: crate::leader::Fence,
     caches: Arc<cache::Caches>,
     watches: Mutex<Vec<BoxFuture<'static, ()>>>,
     prom_clients: Mutex<HashMap<String, (Instant, PromClient)>>,
@@ -99,7 +99,7 @@ impl Context {
         default_prom: Option<PromClient>,
         metrics: Arc<Metrics>,
         settings: SweepSettings,
-        leading: watch::Receiver<bool>,
+        fence: crate::leader::Fence,
     ) -> Self {
         let reporter = Reporter {
             controller: "homeostat".into(),
@@ -120,7 +120,7 @@ impl Context {
             settings,
             prom_sources,
             notifier: crate::notify::Notifier::deny_all(),
-            leading,
+            fence,
             caches,
             watches: Mutex::new(watches),
             prom_clients: Mutex::new(HashMap::new()),
@@ -241,6 +241,7 @@ pub async fn run(
         "caches synced; sweeping"
     );
     let mut state = SweepState::default();
+    let mut held = vec![];
     let mut ticker = tokio::time::interval(ctx.settings.tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -248,9 +249,16 @@ pub async fn run(
             _ = ticker.tick() => {},
             _ = &mut shutdown => break,
         }
-        if !*ctx.leading.borrow() {
-            // A standby neither evaluates nor writes; it keeps its caches warm.
+        let now_held = ctx.fence.held();
+        if now_held != held {
+            // Another replica wrote these shards' statuses meanwhile: what this one remembers of
+            // its own writes no longer holds.
+            info!(shards = ?now_held, of = ctx.fence.shards(), "acting for these shards");
             state.forget_writes();
+            held = now_held;
+        }
+        if held.is_empty() {
+            // A standby neither evaluates nor writes; it keeps its caches warm.
             continue;
         }
         sweep::run_once(&ctx, &mut state).await;

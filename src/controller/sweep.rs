@@ -221,6 +221,10 @@ async fn observe(
     let owners = owners(snap);
     let now_ms = now.as_millisecond();
     for entry in &snap.policies {
+        if !ctx.fence.holds_namespace(&entry.namespace) {
+            // Another replica's shard.
+            continue;
+        }
         let interval_ms = match entry.policy.as_ref() {
             Ok(p) => p
                 .spec
@@ -238,8 +242,12 @@ async fn observe(
         state.slots.insert(entry.uid.clone(), key);
         due.push(observe_policy(ctx, state, snap, &owners, entry.clone()).await);
     }
-    let live: std::collections::HashSet<&str> =
-        snap.policies.iter().map(|p| p.uid.as_str()).collect();
+    let live: std::collections::HashSet<&str> = snap
+        .policies
+        .iter()
+        .filter(|p| ctx.fence.holds_namespace(&p.namespace))
+        .map(|p| p.uid.as_str())
+        .collect();
     state.slots.retain(|k, _| live.contains(k.as_str()));
     state.written.retain(|k, _| live.contains(k.as_str()));
     state.validity.retain(|k, _| live.contains(k.as_str()));
@@ -516,17 +524,14 @@ fn fleet_gate(
             r.message
         );
     }
+    let limits = fleet::share(
+        &ctx.settings.fleet,
+        ctx.fence.held().len() as u32,
+        ctx.fence.shards(),
+    );
     intents
         .iter_mut()
-        .map(|list| {
-            fleet::gate(
-                list,
-                &ctx.settings.fleet,
-                &mut state.fleet,
-                storm.as_ref(),
-                now,
-            )
-        })
+        .map(|list| fleet::gate(list, &limits, &mut state.fleet, storm.as_ref(), now))
         .collect()
 }
 
@@ -725,7 +730,13 @@ async fn write_statuses(
     }
     let n = writes.len();
     let mut results = stream::iter(writes.into_iter().map(|(d, st, digest)| async move {
-        let r = save_policy_status(ctx, &d.entry, &st).await;
+        let r = if ctx.fence.holds_namespace(&d.entry.namespace) {
+            save_policy_status(ctx, &d.entry, &st).await
+        } else {
+            Err(kube::Error::Service(
+                "this replica no longer holds the policy's shard".into(),
+            ))
+        };
         (d.entry.uid.clone(), r, digest, d)
     }))
     .buffer_unordered(ctx.settings.write_concurrency.max(1));

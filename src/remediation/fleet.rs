@@ -59,6 +59,25 @@ pub fn storm(limits: &FleetLimits, faulty: usize, watched: usize) -> Option<Refu
     })
 }
 
+/// This replica's part of the limits when policies are sharded over replicas: the disruption
+/// budget in proportion to the shards held (rounded down, but at least one action a minute while
+/// any is held), so the replicas together stay within it. The storm brake needs no share: each
+/// replica judges the workloads of its shards, a sample spread by namespace.
+pub fn share(limits: &FleetLimits, held: u32, shards: u32) -> FleetLimits {
+    if shards <= 1 || held >= shards {
+        return *limits;
+    }
+    let part = u64::from(limits.max_per_minute) * u64::from(held) / u64::from(shards.max(1));
+    FleetLimits {
+        max_per_minute: if held == 0 || limits.max_per_minute == 0 {
+            0
+        } else {
+            (part as u32).max(1)
+        },
+        ..*limits
+    }
+}
+
 /// Whether an intent would disrupt the workload now (execute an action that changes it).
 pub fn disrupts(intent: &Intent) -> bool {
     match intent {
@@ -133,6 +152,24 @@ fn hold(intent: &mut Intent, refusal: &Refusal) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_budget_is_shared_by_shards_held() {
+        let l = FleetLimits::default();
+        assert_eq!(share(&l, 1, 1).max_per_minute, 10);
+        assert_eq!(share(&l, 4, 4).max_per_minute, 10);
+        assert_eq!(share(&l, 2, 4).max_per_minute, 5);
+        // 3 + 1 of 4 shards: 7 + 2 ≤ 10.
+        assert_eq!(share(&l, 3, 4).max_per_minute, 7);
+        assert_eq!(share(&l, 1, 4).max_per_minute, 2);
+        assert_eq!(share(&l, 0, 4).max_per_minute, 0);
+        assert_eq!(share(&l, 1, 16).max_per_minute, 1);
+        let none = FleetLimits {
+            max_per_minute: 0,
+            ..l
+        };
+        assert_eq!(share(&none, 1, 4).max_per_minute, 0);
+    }
     use crate::{
         remediation::engine::Advancing,
         v1alpha1::{

@@ -52,7 +52,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* "true" when leader election is on: several replicas, or forced. */}}
 {{- define "homeostat.leaderElection" -}}
-{{- if or (gt (int .Values.replicaCount) 1) .Values.leaderElection.force }}true{{ end }}
+{{- if or (gt (int .Values.replicaCount) 1) .Values.leaderElection.force (gt (int .Values.leaderElection.shards) 1) }}true{{ end }}
 {{- end }}
 
 {{/* The leader Lease's name. */}}

@@ -55,7 +55,8 @@ fn signal(pid: u32, sig: &str) {
     assert!(ok, "kill {sig} {pid}");
 }
 
-/// `ActionApplied`/`ActionFailed`/`ActionBlocked` Events in `ns`, by reporting instance.
+/// `ActionApplied`/`ActionFailed`/`ActionBlocked` Events on policies in `ns` (each action has a
+/// twin on its target), with their reporting instance.
 async fn action_events(env: &Env, ns: &str) -> Vec<(String, String)> {
     Api::<Event>::namespaced(env.client.clone(), ns)
         .list(&ListParams::default())
@@ -63,6 +64,7 @@ async fn action_events(env: &Env, ns: &str) -> Vec<(String, String)> {
         .map(|l| l.items)
         .unwrap_or_default()
         .into_iter()
+        .filter(|e| e.involved_object.kind.as_deref() == Some("RemediationPolicy"))
         .filter_map(|e| {
             let reason = e.reason.clone()?;
             reason.starts_with("Action").then(|| {
@@ -72,9 +74,12 @@ async fn action_events(env: &Env, ns: &str) -> Vec<(String, String)> {
                         .clone()
                         .or_else(|| e.source.as_ref().and_then(|s| s.host.clone()))
                         .unwrap_or_default(),
+                    e.count.unwrap_or(1).max(1) as usize,
                 )
             })
         })
+        // An Event repeated with the same note is one object with a count.
+        .flat_map(|(r, who, n)| std::iter::repeat_n((r, who), n))
         .collect()
 }
 

@@ -646,7 +646,7 @@ async fn leader_failover_takes_over_within_the_lease_and_acts_once() {
     let r = wait_phase(&env, &ns.name, Phase::Succeeded, 240).await;
     assert_eq!(r.status.unwrap().attempts.len(), 1);
     assert_eq!(remediations(&env, &ns.name).await.len(), 1);
-    assert!(b.log_text().contains("acquired the leader Lease"));
+    assert!(b.log_text().contains("acquired a leader Lease"));
     b.kill().await;
 }
 

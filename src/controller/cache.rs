@@ -207,8 +207,12 @@ fn prune_statefulset(d: &mut StatefulSet) {
 
 fn prune_hpa(h: &mut HorizontalPodAutoscaler) {
     owners::prune_managed(&mut h.metadata.managed_fields, "minReplicas");
-    h.metadata.annotations = None;
-    h.metadata.labels = None;
+    // Only the GitOps tracking marks are read.
+    for m in [&mut h.metadata.annotations, &mut h.metadata.labels] {
+        if let Some(map) = m.as_mut() {
+            map.retain(|k, _| owners::GITOPS_TRACKING.contains(&k.as_str()));
+        }
+    }
     h.status = None;
     if let Some(s) = h.spec.as_mut() {
         s.metrics = None;
@@ -477,11 +481,10 @@ impl Caches {
                     .iter()
                     .find(|o| o.kind == "ScaledObject" && o.api_version.starts_with("keda.sh/"))
                     .map(|o| o.name.clone());
-                let min_owned_by = h
-                    .metadata
-                    .managed_fields
-                    .as_deref()
-                    .and_then(|m| owners::gitops_owner(m, "minReplicas", std::iter::empty()));
+                let min_owned_by = h.metadata.managed_fields.as_deref().and_then(|m| {
+                    let marks = h.labels().keys().chain(h.annotations().keys());
+                    owners::gitops_owner(m, "minReplicas", marks.map(String::as_str))
+                });
                 out.entry((ns, kind, r.name.clone()))
                     .or_default()
                     .push(Autoscaler::Hpa {

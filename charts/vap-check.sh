@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Proves the chart's ValidatingAdmissionPolicy on a live cluster, with a token of the operator's
 # ServiceAccount (TokenRequest API, no client certificate): the changes the operator makes
-# (replicas, the restartedAt pod template annotation, an eviction) are admitted, every other
+# (replicas, the restartedAt pod template annotation, an HPA's minReplicas, an eviction) are admitted, every other
 # change of a Deployment or StatefulSet is refused with the policy's own message, and an
 # administrator is not restricted. Needs the chart installed (RBAC + policy) with NS watched.
 #   charts/vap-check.sh RELEASE_NAMESPACE SERVICEACCOUNT WATCHED_NAMESPACE
@@ -103,6 +103,25 @@ deny "deployment/vap-web: spec.strategy" "not spec.strategy" \
   patch deployment/vap-web --type=merge -p '{"spec":{"strategy":{"type":"Recreate","rollingUpdate":null}}}'
 deny "statefulset/vap-db: spec.updateStrategy" "not spec.updateStrategy" \
   patch statefulset/vap-db --type=merge -p '{"spec":{"updateStrategy":{"type":"OnDelete","rollingUpdate":null}}}'
+
+# HPAs: a Scale acts through the HPA that owns the replicas, raising spec.minReplicas; nothing else.
+"$KUBECTL" -n "$wns" apply -f - >/dev/null <<'EOF'
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: vap-web}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: vap-web}
+  minReplicas: 1
+  maxReplicas: 4
+EOF
+admit "hpa/vap-web: spec.minReplicas" patch hpa/vap-web --type=merge -p '{"spec":{"minReplicas":2}}'
+deny "hpa/vap-web: spec.maxReplicas" "only spec.minReplicas" \
+  patch hpa/vap-web --type=merge -p '{"spec":{"maxReplicas":40}}'
+deny "hpa/vap-web: spec.scaleTargetRef" "only spec.minReplicas" \
+  patch hpa/vap-web --type=merge -p '{"spec":{"scaleTargetRef":{"name":"other"}}}'
+deny "hpa/vap-web: a label" "only spec.minReplicas" \
+  patch hpa/vap-web --type=merge -p '{"metadata":{"labels":{"owned":"no"}}}'
+"$KUBECTL" -n "$wns" delete hpa/vap-web --wait=false >/dev/null 2>&1 || true
 
 # Evictions: allowed, but not with a shorter grace period. Needs a pod (kube-controller-manager
 # and a node); skipped when none appears.

@@ -243,6 +243,21 @@ EOF
     for r in deployments.apps statefulsets.apps; do for vb in get patch; do can yes "$wns" $vb $r scale; done; done
     for vb in get list watch; do can yes "$wns" $vb pods; done
     can yes "$wns" create pods eviction
+    for vb in get list watch patch; do can yes "$wns" $vb horizontalpodautoscalers.autoscaling; done
+    # KEDA's CRD is usually not installed: kubectl auth can-i cannot name its resource then, so ask
+    # a SubjectAccessReview directly.
+    sar() { # sar EXPECT NS VERB GROUP RESOURCE
+      local want=$1 ns=$2 verb=$3 group=$4 res=$5 got
+      got=$(printf '{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"user":"%s","groups":["system:serviceaccounts","system:serviceaccounts:%s","system:authenticated"],"resourceAttributes":{"namespace":"%s","verb":"%s","group":"%s","resource":"%s"}}}' \
+        "$sa" "$vns" "$ns" "$verb" "$group" "$res" | "$KUBECTL" create -o jsonpath='{.status.allowed}' -f - 2>/dev/null || true)
+      [[ $got == true ]] && got=yes || got=no
+      if [[ $got == "$want" ]]; then
+        printf '  %-3s %-6s %-50s %s\n' "$got" "$verb" "$res.$group" "$ns"
+      else
+        bad "SubjectAccessReview $verb $res.$group in $ns: got '$got', want '$want'"
+      fi
+    }
+    for vb in list watch; do sar yes "$wns" $vb keda.sh scaledobjects; done
     can yes "$wns" get secrets/prom-token
     for vb in create patch; do can yes "$wns" $vb events.events.k8s.io; done
     for vb in get create patch; do can yes "$vns" $vb leases.coordination.k8s.io; done
@@ -264,6 +279,11 @@ EOF
     can no "$wns" update remediations.homeostat.dev status
     can no "$wns" create pods
     can no "$wns" update deployments.apps scale
+    can no "$wns" create horizontalpodautoscalers.autoscaling
+    can no "$wns" delete horizontalpodautoscalers.autoscaling
+    sar no "$wns" patch keda.sh scaledobjects
+    sar no "$vns" list keda.sh scaledobjects
+    can no "$vns" list horizontalpodautoscalers.autoscaling
     can no "$vns" update leases.coordination.k8s.io/homeostat-leader
     can no "$vns" delete leases.coordination.k8s.io/homeostat-leader
     can no "$wns" get leases.coordination.k8s.io/homeostat-leader

@@ -175,6 +175,8 @@ pub async fn run(
             spec,
             target: &target,
             workload: Some(&workload),
+            // Offline: who owns the replicas cannot be known.
+            replicas_owner: &crate::remediation::owners::NO_OWNER,
             pods: &live,
             history: &history,
             evaluated: &ev,

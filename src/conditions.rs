@@ -42,6 +42,9 @@ pub enum Reason {
     PrometheusBadAnswer,
     /// A query template does not render.
     InvalidQueryTemplate,
+    /// A firing fault's Scale is refused: it would fight the owner of `spec.replicas` (a KEDA
+    /// ScaledObject, a GitOps tool, several autoscalers).
+    ScaleRefused,
     /// An incident is open.
     Remediating,
     /// No incident is open.
@@ -66,6 +69,7 @@ impl Reason {
             Self::PrometheusHttpError => "PrometheusHTTPError",
             Self::PrometheusBadAnswer => "PrometheusBadAnswer",
             Self::InvalidQueryTemplate => "InvalidQueryTemplate",
+            Self::ScaleRefused => "ScaleRefused",
             Self::Remediating => "Remediating",
             Self::Idle => "Idle",
         }

@@ -311,6 +311,8 @@ pub async fn run(prom: &PromClient, opts: &Options) -> Result<Report, DiagnoseEr
             spec,
             target: &target,
             workload: Some(&workload),
+            // Offline: who owns the replicas cannot be known.
+            replicas_owner: &crate::remediation::owners::NO_OWNER,
             pods: &live,
             history: &[],
             evaluated: &ev,

@@ -14,6 +14,7 @@ use futures::{StreamExt, future::BoxFuture};
 use k8s_openapi::{
     api::{
         apps::v1::{Deployment, ReplicaSet, StatefulSet},
+        autoscaling::v2::HorizontalPodAutoscaler,
         core::v1::{Pod, PodStatus},
     },
     apimachinery::pkg::apis::meta::v1::LabelSelector,
@@ -32,7 +33,10 @@ use serde::de::DeserializeOwned;
 use tracing::warn;
 
 use crate::{
-    remediation::actions::{LivePod, RESTARTED_AT, Workload},
+    remediation::{
+        actions::{LivePod, RESTARTED_AT, Workload},
+        owners::{self, Autoscaler, ReplicasOwner},
+    },
     v1alpha1::{Remediation, RemediationPolicy, TargetRef, WorkloadKind},
 };
 
@@ -49,6 +53,9 @@ pub struct Caches {
     statefulsets: Vec<Store<StatefulSet>>,
     replicasets: Vec<Store<PartialObjectMeta<ReplicaSet>>>,
     pods: Vec<Store<Pod>>,
+    hpas: Vec<Store<HorizontalPodAutoscaler>>,
+    /// KEDA ScaledObjects; empty while the CRD is not served.
+    scaled_objects: Vec<Store<DynamicObject>>,
     decoded: DecodeCache<RemediationPolicy>,
     decoded_rems: DecodeCache<Remediation>,
     own: Mutex<HashMap<(String, String), Remediation>>,
@@ -84,6 +91,10 @@ pub struct WorkloadEntry {
     pub labels: BTreeMap<String, String>,
     /// Its UID (pods are matched by owner reference to it).
     pub uid: String,
+    /// Who owns its `spec.replicas` (an HPA, KEDA, a GitOps tool).
+    pub replicas_owner: ReplicasOwner,
+    /// The GitOps owner of its `spec.replicas`, from managedFields (before autoscalers are known).
+    gitops: Option<String>,
 }
 
 /// A point-in-time view of the caches with the indexes a sweep needs.
@@ -180,18 +191,89 @@ fn prune_pod(p: &mut Pod) {
 }
 
 fn prune_deployment(d: &mut Deployment) {
-    d.metadata.managed_fields = None;
+    owners::prune_managed(&mut d.metadata.managed_fields, "replicas");
     if let Some(s) = d.spec.as_mut() {
         s.template.spec = None;
     }
 }
 
 fn prune_statefulset(d: &mut StatefulSet) {
-    d.metadata.managed_fields = None;
+    owners::prune_managed(&mut d.metadata.managed_fields, "replicas");
     if let Some(s) = d.spec.as_mut() {
         s.template.spec = None;
         s.volume_claim_templates = None;
     }
+}
+
+fn prune_hpa(h: &mut HorizontalPodAutoscaler) {
+    owners::prune_managed(&mut h.metadata.managed_fields, "minReplicas");
+    // Only the GitOps tracking marks are read.
+    for m in [&mut h.metadata.annotations, &mut h.metadata.labels] {
+        if let Some(map) = m.as_mut() {
+            map.retain(|k, _| owners::GITOPS_TRACKING.contains(&k.as_str()));
+        }
+    }
+    h.status = None;
+    if let Some(s) = h.spec.as_mut() {
+        s.metrics = None;
+        s.behavior = None;
+    }
+}
+
+/// KEDA ScaledObjects, served by a CRD that may not be installed.
+fn scaled_object_resource() -> ApiResource {
+    ApiResource {
+        group: "keda.sh".into(),
+        version: "v1alpha1".into(),
+        api_version: "keda.sh/v1alpha1".into(),
+        kind: "ScaledObject".into(),
+        plural: "scaledobjects".into(),
+    }
+}
+
+/// How often to look again for the ScaledObject CRD while it is not served.
+const KEDA_RECHECK: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Watches ScaledObjects once the apiserver serves them: until then (KEDA not installed) the
+/// store stays empty, which means none, and discovery is asked again every [`KEDA_RECHECK`].
+fn spawn_scaled_objects(
+    client: Client,
+    api: Api<DynamicObject>,
+    writer: Writer<DynamicObject>,
+) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let ar = scaled_object_resource();
+        loop {
+            match client.list_api_group_resources(&ar.api_version).await {
+                Ok(list) if list.resources.iter().any(|r| r.name == ar.plural) => break,
+                Ok(_) => {}
+                Err(e) if matches!(&e, kube::Error::Api(s) if s.code == 404) => {}
+                Err(e) => {
+                    warn!(error = %e, "cannot tell whether KEDA ScaledObjects are served; asking again in {}s (until then none are assumed)", KEDA_RECHECK.as_secs());
+                }
+            }
+            tokio::time::sleep(KEDA_RECHECK).await;
+        }
+        tracing::info!(
+            "KEDA ScaledObjects are served: watching them (a Scale is refused on their targets)"
+        );
+        let stream = watcher(api, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .modify(|o: &mut DynamicObject| {
+                o.metadata.managed_fields = None;
+                o.metadata.annotations = None;
+                o.metadata.labels = None;
+                let target = o.data.pointer("/spec/scaleTargetRef").cloned();
+                o.data = serde_json::json!({"spec": {"scaleTargetRef": target}});
+            })
+            .reflect(writer);
+        futures::pin_mut!(stream);
+        while let Some(ev) = stream.next().await {
+            if let Err(e) = ev {
+                warn!(kind = "ScaledObject", error = %e, "watch failed; retrying with backoff (the cache keeps its last state)");
+            }
+        }
+    })
 }
 
 fn prune_meta<K>(m: &mut PartialObjectMeta<K>) {
@@ -220,6 +302,8 @@ impl Caches {
             statefulsets: vec![],
             replicasets: vec![],
             pods: vec![],
+            hpas: vec![],
+            scaled_objects: vec![],
             decoded: Mutex::new(HashMap::new()),
             decoded_rems: Mutex::new(HashMap::new()),
             own: Mutex::new(HashMap::new()),
@@ -257,6 +341,16 @@ impl Caches {
                 "ReplicaSet"
             );
             typed!(Pod, pods, prune_pod, "Pod");
+            typed!(
+                HorizontalPodAutoscaler,
+                hpas,
+                prune_hpa,
+                "HorizontalPodAutoscaler"
+            );
+            let so = scaled_object_resource();
+            let w = Writer::new(so.clone());
+            c.scaled_objects.push(w.as_reader());
+            tasks.push(spawn_scaled_objects(client.clone(), dyn_api(&so), w));
         }
         (Arc::new(c), tasks)
     }
@@ -279,6 +373,10 @@ impl Caches {
             let _ = s.wait_until_ready().await;
         }
         for s in &self.pods {
+            let _ = s.wait_until_ready().await;
+        }
+        // Not the ScaledObjects: their CRD may never be installed.
+        for s in &self.hpas {
             let _ = s.wait_until_ready().await;
         }
     }
@@ -312,9 +410,13 @@ impl Caches {
         let entries = deployments
             .filter_map(|d| deployment_entry(&d))
             .chain(statefulsets.filter_map(|d| statefulset_entry(&d)));
-        for (ns, e) in entries {
+        let mut scalers = self.autoscalers();
+        for (ns, mut e) in entries {
             let t = &e.workload.target;
-            snap.workloads.insert((ns, t.kind, t.name.clone()), e);
+            let key = (ns, t.kind, t.name.clone());
+            let found = scalers.remove(&key).unwrap_or_default();
+            e.replicas_owner = owners::resolve(&found, e.gitops.take());
+            snap.workloads.insert(key, e);
         }
         for s in &self.pods {
             for p in s.state() {
@@ -359,6 +461,63 @@ impl Caches {
         snap.incidents = incidents;
         snap.foreign = foreign;
         snap
+    }
+
+    /// The autoscalers naming each workload: HPAs (with the ScaledObject that made one, if KEDA
+    /// did) and ScaledObjects.
+    fn autoscalers(&self) -> HashMap<(String, WorkloadKind, String), Vec<Autoscaler>> {
+        let mut out: HashMap<(String, WorkloadKind, String), Vec<Autoscaler>> = HashMap::new();
+        for s in &self.hpas {
+            for h in s.state() {
+                let (Some(ns), Some(spec)) = (h.namespace(), h.spec.as_ref()) else {
+                    continue;
+                };
+                let r = &spec.scale_target_ref;
+                let Some(kind) = workload_kind(r.api_version.as_deref(), &r.kind) else {
+                    continue;
+                };
+                let keda = h
+                    .owner_references()
+                    .iter()
+                    .find(|o| o.kind == "ScaledObject" && o.api_version.starts_with("keda.sh/"))
+                    .map(|o| o.name.clone());
+                let min_owned_by = h.metadata.managed_fields.as_deref().and_then(|m| {
+                    let marks = h.labels().keys().chain(h.annotations().keys());
+                    owners::gitops_owner(m, "minReplicas", marks.map(String::as_str))
+                });
+                out.entry((ns, kind, r.name.clone()))
+                    .or_default()
+                    .push(Autoscaler::Hpa {
+                        hpa: owners::Hpa {
+                            name: h.name_any(),
+                            min_replicas: spec.min_replicas,
+                            max_replicas: spec.max_replicas,
+                            min_owned_by,
+                        },
+                        keda,
+                    });
+            }
+        }
+        for s in &self.scaled_objects {
+            for o in s.state() {
+                let Some(ns) = o.namespace() else { continue };
+                let r = o.data.pointer("/spec/scaleTargetRef");
+                let name = r.and_then(|r| r.get("name")).and_then(|n| n.as_str());
+                // KEDA's default target kind is a Deployment.
+                let kind = r.and_then(|r| r.get("kind")).and_then(|k| k.as_str());
+                let api_version = r.and_then(|r| r.get("apiVersion")).and_then(|k| k.as_str());
+                let (Some(name), Some(kind)) = (
+                    name,
+                    workload_kind(api_version, kind.unwrap_or("Deployment")),
+                ) else {
+                    continue;
+                };
+                out.entry((ns, kind, name.to_string()))
+                    .or_default()
+                    .push(Autoscaler::ScaledObject(o.name_any()));
+            }
+        }
+        out
     }
 
     fn policy_entries(&self) -> Vec<PolicyEntry> {
@@ -474,6 +633,16 @@ fn decode<T: DeserializeOwned>(o: &DynamicObject) -> Decoded<T> {
         .map_err(|e| e.to_string())
 }
 
+/// The workload kind an autoscaler's target reference names, if homeostat handles it.
+fn workload_kind(api_version: Option<&str>, kind: &str) -> Option<WorkloadKind> {
+    let apps = api_version.is_none_or(|v| v.starts_with("apps/"));
+    match kind {
+        "Deployment" if apps => Some(WorkloadKind::Deployment),
+        "StatefulSet" if apps => Some(WorkloadKind::StatefulSet),
+        _ => None,
+    }
+}
+
 fn controller_uid(
     refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference],
 ) -> Option<String> {
@@ -506,6 +675,12 @@ fn entry(
             },
             labels: meta.labels.clone().unwrap_or_default(),
             uid: meta.uid.clone()?,
+            replicas_owner: ReplicasOwner::None,
+            gitops: meta.managed_fields.as_deref().and_then(|m| {
+                let labels = meta.labels.iter().flatten().map(|(k, _)| k.as_str());
+                let annotations = meta.annotations.iter().flatten().map(|(k, _)| k.as_str());
+                owners::gitops_owner(m, "replicas", labels.chain(annotations))
+            }),
         },
     ))
 }

@@ -59,8 +59,26 @@ pub enum On {
     PolicyAndTarget,
 }
 
-/// Records a Warning Event on a policy that a guard holds its firing fault.
-pub async fn publish_policy(recorder: &Recorder, ns: &str, name: &str, uid: &str, note: &str) {
+/// The Event reason of a hold: `ScaleRefused` when a Scale would fight the owner of the replicas
+/// (KEDA, a GitOps tool, several autoscalers), else `ActionHeld`.
+pub fn held_reason(refusal: &str) -> &'static str {
+    if crate::remediation::owners::is_owner_refusal(refusal) {
+        "ScaleRefused"
+    } else {
+        "ActionHeld"
+    }
+}
+
+/// Records a Warning Event on a policy that a guard (refusal reason `refusal`) holds its firing
+/// fault.
+pub async fn publish_policy(
+    recorder: &Recorder,
+    ns: &str,
+    name: &str,
+    uid: &str,
+    refusal: &str,
+    note: &str,
+) {
     let policy = ObjectReference {
         api_version: Some("homeostat.dev/v1alpha1".into()),
         kind: Some("RemediationPolicy".into()),
@@ -71,7 +89,7 @@ pub async fn publish_policy(recorder: &Recorder, ns: &str, name: &str, uid: &str
     };
     let ev = Event {
         type_: EventType::Warning,
-        reason: "ActionHeld".into(),
+        reason: held_reason(refusal).into(),
         note: Some(crate::bounded::message(note)),
         action: "Guard".into(),
         secondary: None,
@@ -112,5 +130,24 @@ pub async fn publish(
         if let Err(e) = recorder.publish(&ev, &target).await {
             warn!(error = %crate::kube_message(&e), target = %rem.spec.target, "could not record an Event on the target; continuing");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scale_refused_by_an_owner_has_its_own_event_reason() {
+        use crate::remediation::owners;
+        for r in [
+            owners::OWNED_BY_KEDA,
+            owners::OWNED_BY_GITOPS,
+            owners::SEVERAL_AUTOSCALERS,
+        ] {
+            assert_eq!(held_reason(r), "ScaleRefused");
+        }
+        assert_eq!(held_reason("Cooldown"), "ActionHeld");
+        assert_eq!(held_reason("OwnedByAnotherPolicy"), "ActionHeld");
     }
 }

@@ -153,10 +153,24 @@ fn evaluated(
                     shown.map_or_else(String::new, |t| summary(&t.evaluated.verdicts)),
                 )
             };
-            let held = targets.iter().find_map(|t| {
+            // A Scale refused under another owner of the replicas is named in the reason: nothing
+            // will be done for that fault until a person changes the owner.
+            let refused = targets.iter().find_map(|t| {
                 t.held
                     .as_ref()
+                    .filter(|r| crate::remediation::owners::is_owner_refusal(r.reason))
                     .map(|r| format!("{}: {}: {}", t.target, r.reason, r.message))
+            });
+            let reason = match (&refused, reason) {
+                (Some(_), Reason::Evaluating) => Reason::ScaleRefused,
+                (_, r) => r,
+            };
+            let held = refused.or_else(|| {
+                targets.iter().find_map(|t| {
+                    t.held
+                        .as_ref()
+                        .map(|r| format!("{}: {}: {}", t.target, r.reason, r.message))
+                })
             });
             let msg = match held {
                 Some(h) => format!("{msg}; {h}"),
@@ -415,5 +429,50 @@ mod tests {
             .find(|c| c.type_ == conditions::READY)
             .expect("ready");
         assert_eq!(ready.reason, "PrometheusUnreachable");
+    }
+
+    #[test]
+    fn a_scale_refused_under_an_owner_is_the_ready_reason() {
+        let sp = spec();
+        let held = |reason: &'static str| {
+            let mut t = outcome(FaultKind::RunawayProcess, 2.0);
+            t.held = Some(Refusal {
+                reason,
+                message: "spec.replicas of Deployment/web is owned by field manager x".into(),
+            });
+            let st = build(
+                None,
+                Some(&sp),
+                Some(1),
+                &PolicyOutcome::Evaluated {
+                    targets: vec![t],
+                    queries: 2,
+                },
+                at(0),
+            );
+            let ready = st
+                .conditions
+                .iter()
+                .find(|c| c.type_ == conditions::READY)
+                .cloned()
+                .expect("ready");
+            (ready, st.targets[0].held.clone())
+        };
+        let (ready, target) = held(crate::remediation::owners::OWNED_BY_GITOPS);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", "ScaleRefused")
+        );
+        assert!(
+            ready
+                .message
+                .contains("ReplicasOwnedByGitOps: spec.replicas"),
+            "{}",
+            ready.message
+        );
+        assert_eq!(target.as_deref(), Some("ReplicasOwnedByGitOps"));
+        // Other holds pass; they keep the reason.
+        let (ready, _) = held("Cooldown");
+        assert_eq!(ready.reason, "Evaluating");
     }
 }

@@ -38,6 +38,7 @@ use crate::{
         engine::{self, Intent},
         fleet::{self, FleetState},
         guards::Refusal,
+        owners,
     },
     v1alpha1::{Remediation, RemediationPolicy, RemediationPolicyStatus, TargetRef, WorkloadKind},
 };
@@ -471,6 +472,10 @@ fn decide(due: &[Due], evaluated: &[Vec<Evaluated>], now: Timestamp) -> Vec<Vec<
                         spec: &policy.spec,
                         target: &t.target,
                         workload: t.workload.as_ref().map(|w| &w.workload),
+                        replicas_owner: t
+                            .workload
+                            .as_ref()
+                            .map_or(&owners::NO_OWNER, |w| &w.replicas_owner),
                         pods: &t.pods,
                         history: &t.history,
                         evaluated: ev,
@@ -564,6 +569,7 @@ async fn refusal_events(
                 &d.entry.namespace,
                 &d.entry.name,
                 &d.entry.uid,
+                r.reason,
                 &format!("{}: {}", t.target, r.message),
             )
             .await;

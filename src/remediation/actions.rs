@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use k8s_openapi::{
     api::{
         apps::v1::{Deployment, StatefulSet},
+        autoscaling::v2::HorizontalPodAutoscaler,
         core::v1::Pod,
     },
     apimachinery::pkg::apis::meta::v1::{LabelSelector, Time},
@@ -18,9 +19,13 @@ use kube::{
 };
 use serde_json::json;
 
-use super::lifecycle::Outcome;
+use super::{
+    guards::Refusal,
+    lifecycle::Outcome,
+    owners::{self, ReplicasOwner},
+};
 use crate::v1alpha1::{
-    ActionSpec, ActionType, Attempt, AttemptResult, GuardSpec, TargetRef, WorkloadKind,
+    ActionSpec, ActionType, Attempt, AttemptResult, GuardSpec, HpaChange, TargetRef, WorkloadKind,
 };
 
 /// The field manager of every write homeostat makes.
@@ -179,12 +184,16 @@ pub enum PlanError {
     Blocked(String),
     /// The action cannot help (already at maxReplicas): hand over to a person.
     Escalate(String),
+    /// The action would fight the owner of what it changes (a KEDA ScaledObject, a GitOps tool).
+    Refused(Refusal),
 }
 
-/// Plans an attempt: which pods, which replica count, which stamp. Pure.
+/// Plans an attempt: which pods, which replica count (through the HPA that owns the replicas, if
+/// one does), which stamp. Pure.
 pub fn plan(
     action: &ActionSpec,
     w: &Workload,
+    owner: &ReplicasOwner,
     pods: &[LivePod],
     implicated: &[String],
     guards: &GuardSpec,
@@ -201,6 +210,7 @@ pub fn plan(
         from_replicas: None,
         to_replicas: None,
         restarted_at: None,
+        through_hpa: None,
     };
     match action.type_ {
         ActionType::RestartPod => {
@@ -242,11 +252,40 @@ pub fn plan(
             let Some(bounds) = &action.scale else {
                 return Err(PlanError::Escalate("Scale without bounds".into()));
             };
+            if let Some(r) = owners::scale_refusal(owner, &w.target) {
+                return Err(PlanError::Refused(r));
+            }
             let from = w.replicas;
             let floor = bounds.min_replicas.unwrap_or(1);
             let to = (from + bounds.step.max(1))
                 .min(bounds.max_replicas)
                 .max(floor);
+            if let ReplicasOwner::Hpa(h) = owner {
+                // The HPA's floor goes up; the HPA then scales. Never above its own maximum (the
+                // apiserver would refuse minReplicas > maxReplicas).
+                let min = h.min_replicas.unwrap_or(1);
+                let to = to.min(h.max_replicas);
+                if to <= from || to <= min {
+                    return Err(PlanError::Escalate(format!(
+                        "{} already has {from} replicas and HPA {} a minReplicas of {min} \
+                         (maxReplicas {}, HPA maxReplicas {}): cannot scale out further",
+                        w.target, h.name, bounds.max_replicas, h.max_replicas
+                    )));
+                }
+                a.from_replicas = Some(from);
+                a.to_replicas = Some(to);
+                a.through_hpa = Some(HpaChange {
+                    name: h.name.clone(),
+                    from_min_replicas: h.min_replicas,
+                    to_min_replicas: to,
+                });
+                a.message = format!(
+                    "raise minReplicas of HPA {} from {min} to {to} (scales {} from {from} to {to} \
+                     replicas; spec.replicas is left to the HPA)",
+                    h.name, w.target
+                );
+                return Ok(a);
+            }
             if to <= from {
                 return Err(PlanError::Escalate(format!(
                     "{} already has {from} replicas (maxReplicas {}): cannot scale out further",
@@ -347,6 +386,9 @@ async fn evict(client: &Client, ns: &str, a: &Attempt) -> Outcome {
 }
 
 async fn scale(client: &Client, ns: &str, target: &TargetRef, a: &Attempt) -> Outcome {
+    if let Some(change) = &a.through_hpa {
+        return scale_through_hpa(client, ns, target, change).await;
+    }
     let Some(to) = a.to_replicas else {
         return Outcome::Failed("scale attempt without a replica count".into());
     };
@@ -367,6 +409,62 @@ async fn scale(client: &Client, ns: &str, target: &TargetRef, a: &Attempt) -> Ou
     let r = api.patch_scale(&target.name, &pp, &patch).await;
     match r {
         Ok(_) => Outcome::Applied(format!("scaled {target} from {current} to {to} replicas")),
+        Err(e) => classify(&what, &e),
+    }
+}
+
+/// Raises an HPA's `spec.minReplicas`, idempotently: an HPA already at (or above) the new floor is
+/// left alone. The patch carries the resourceVersion it was decided on, so a concurrent change
+/// (the HPA's owner editing it) is a conflict, retried, not overwritten.
+async fn scale_through_hpa(
+    client: &Client,
+    ns: &str,
+    target: &TargetRef,
+    change: &HpaChange,
+) -> Outcome {
+    let api = Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), ns);
+    let what = format!("raising minReplicas of HPA {ns}/{}", change.name);
+    let hpa = match api.get_opt(&change.name).await {
+        Ok(Some(h)) => h,
+        Ok(None) => return Outcome::Failed(format!("{what}: the HPA no longer exists")),
+        Err(e) => return classify(&what, &e),
+    };
+    let Some(spec) = hpa.spec.as_ref() else {
+        return Outcome::Failed(format!("{what}: the HPA has no spec"));
+    };
+    let r = &spec.scale_target_ref;
+    if r.kind != target.kind.as_str() || r.name != target.name {
+        return Outcome::Failed(format!(
+            "{what}: the HPA now targets {}/{}, not {target}",
+            r.kind, r.name
+        ));
+    }
+    let current = spec.min_replicas.unwrap_or(1);
+    if current >= change.to_min_replicas {
+        return Outcome::Applied(format!(
+            "HPA {} already has minReplicas {current} (wanted {})",
+            change.name, change.to_min_replicas
+        ));
+    }
+    if spec.max_replicas < change.to_min_replicas {
+        return Outcome::Failed(format!(
+            "{what}: its maxReplicas is now {}, below the planned {}",
+            spec.max_replicas, change.to_min_replicas
+        ));
+    }
+    let patch = Patch::Merge(json!({
+        "metadata": {"resourceVersion": hpa.metadata.resource_version},
+        "spec": {"minReplicas": change.to_min_replicas},
+    }));
+    let pp = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..PatchParams::default()
+    };
+    match api.patch(&change.name, &pp, &patch).await {
+        Ok(_) => Outcome::Applied(format!(
+            "raised minReplicas of HPA {} from {current} to {} (the HPA scales {target})",
+            change.name, change.to_min_replicas
+        )),
         Err(e) => classify(&what, &e),
     }
 }
@@ -450,6 +548,7 @@ mod tests {
         let a = plan(
             &restart_pod(),
             &w(3, 3),
+            &ReplicasOwner::None,
             &pods(3),
             &implicated,
             &guards(1),
@@ -460,6 +559,7 @@ mod tests {
         let a = plan(
             &restart_pod(),
             &w(3, 3),
+            &ReplicasOwner::None,
             &pods(3),
             &implicated,
             &guards(5),
@@ -474,6 +574,7 @@ mod tests {
         let r = plan(
             &restart_pod(),
             &w(3, 2),
+            &ReplicasOwner::None,
             &pods(3),
             &["web-1".into()],
             &guards(1),
@@ -483,6 +584,7 @@ mod tests {
         let r = plan(
             &restart_pod(),
             &w(3, 3),
+            &ReplicasOwner::None,
             &pods(3),
             &["nope".into()],
             &guards(1),
@@ -501,14 +603,213 @@ mod tests {
                 max_replicas: max,
             }),
         };
-        let a = plan(&s(2, None, 5), &w(2, 2), &[], &[], &guards(1), now()).expect("plan");
+        let a = plan(
+            &s(2, None, 5),
+            &w(2, 2),
+            &ReplicasOwner::None,
+            &[],
+            &[],
+            &guards(1),
+            now(),
+        )
+        .expect("plan");
         assert_eq!((a.from_replicas, a.to_replicas), (Some(2), Some(4)));
-        let a = plan(&s(3, None, 5), &w(4, 4), &[], &[], &guards(1), now()).expect("plan");
+        let a = plan(
+            &s(3, None, 5),
+            &w(4, 4),
+            &ReplicasOwner::None,
+            &[],
+            &[],
+            &guards(1),
+            now(),
+        )
+        .expect("plan");
         assert_eq!(a.to_replicas, Some(5));
-        let r = plan(&s(1, None, 5), &w(5, 5), &[], &[], &guards(1), now());
+        let r = plan(
+            &s(1, None, 5),
+            &w(5, 5),
+            &ReplicasOwner::None,
+            &[],
+            &[],
+            &guards(1),
+            now(),
+        );
         assert!(matches!(r, Err(PlanError::Escalate(_))));
-        let a = plan(&s(1, Some(3), 5), &w(1, 1), &[], &[], &guards(1), now()).expect("plan");
+        let a = plan(
+            &s(1, Some(3), 5),
+            &w(1, 1),
+            &ReplicasOwner::None,
+            &[],
+            &[],
+            &guards(1),
+            now(),
+        )
+        .expect("plan");
         assert_eq!(a.to_replicas, Some(3));
+    }
+
+    #[test]
+    fn scale_acts_through_the_hpa_that_owns_the_replicas() {
+        use super::owners::Hpa;
+        let s = |step, min, max| ActionSpec {
+            type_: ActionType::Scale,
+            scale: Some(ScaleSpec {
+                step,
+                min_replicas: min,
+                max_replicas: max,
+            }),
+        };
+        let hpa = |min: Option<i32>, max| {
+            ReplicasOwner::Hpa(Hpa {
+                name: "web".into(),
+                min_replicas: min,
+                max_replicas: max,
+                min_owned_by: None,
+            })
+        };
+        let change = |a: &Attempt| {
+            a.through_hpa
+                .as_ref()
+                .map(|c| (c.from_min_replicas, c.to_min_replicas))
+        };
+        // (name, action, replicas now, owner) → Ok((from min, to min)) or Err(escalates)
+        type Want = Result<(Option<i32>, i32), ()>;
+        let cases: Vec<(&str, ActionSpec, i32, ReplicasOwner, Want)> = vec![
+            (
+                "step from the current replicas",
+                s(2, None, 8),
+                2,
+                hpa(Some(2), 10),
+                Ok((Some(2), 4)),
+            ),
+            (
+                "HPA already above its floor",
+                s(1, None, 8),
+                5,
+                hpa(Some(2), 10),
+                Ok((Some(2), 6)),
+            ),
+            (
+                "unset minReplicas is 1",
+                s(1, None, 8),
+                1,
+                hpa(None, 10),
+                Ok((None, 2)),
+            ),
+            (
+                "policy maxReplicas caps",
+                s(5, None, 4),
+                2,
+                hpa(Some(2), 10),
+                Ok((Some(2), 4)),
+            ),
+            (
+                "HPA maxReplicas caps",
+                s(5, None, 8),
+                2,
+                hpa(Some(2), 3),
+                Ok((Some(2), 3)),
+            ),
+            (
+                "policy floor",
+                s(1, Some(5), 8),
+                2,
+                hpa(Some(2), 10),
+                Ok((Some(2), 5)),
+            ),
+            (
+                "at the HPA's maximum",
+                s(1, None, 8),
+                3,
+                hpa(Some(2), 3),
+                Err(()),
+            ),
+            (
+                "at the policy's maximum",
+                s(1, None, 4),
+                4,
+                hpa(Some(2), 10),
+                Err(()),
+            ),
+        ];
+        for (name, action, replicas, owner, want) in cases {
+            let got = plan(
+                &action,
+                &w(replicas, replicas),
+                &owner,
+                &[],
+                &[],
+                &guards(1),
+                now(),
+            );
+            match (got, want) {
+                (Ok(a), Ok(w)) => {
+                    assert_eq!(change(&a), Some(w), "{name}");
+                    assert_eq!(
+                        (a.from_replicas, a.to_replicas),
+                        (Some(replicas), Some(w.1)),
+                        "{name}"
+                    );
+                    assert!(a.message.contains("HPA web"), "{name}: {}", a.message);
+                }
+                (Err(PlanError::Escalate(m)), Err(())) => {
+                    assert!(m.contains("HPA web"), "{name}: {m}")
+                }
+                (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
+            }
+        }
+        // No HPA: spec.replicas directly, nothing recorded about an HPA.
+        let a = plan(
+            &s(1, None, 8),
+            &w(2, 2),
+            &ReplicasOwner::None,
+            &[],
+            &[],
+            &guards(1),
+            now(),
+        )
+        .expect("plan");
+        assert_eq!(a.through_hpa, None);
+    }
+
+    #[test]
+    fn scale_is_refused_under_an_owner_it_cannot_act_through() {
+        let s = ActionSpec {
+            type_: ActionType::Scale,
+            scale: Some(ScaleSpec {
+                step: 1,
+                min_replicas: None,
+                max_replicas: 8,
+            }),
+        };
+        for (owner, reason) in [
+            (ReplicasOwner::Keda("web".into()), owners::OWNED_BY_KEDA),
+            (
+                ReplicasOwner::GitOps("field manager kustomize-controller".into()),
+                owners::OWNED_BY_GITOPS,
+            ),
+            (
+                ReplicasOwner::Several(vec!["HPA a".into(), "HPA b".into()]),
+                owners::SEVERAL_AUTOSCALERS,
+            ),
+        ] {
+            match plan(&s, &w(2, 2), &owner, &[], &[], &guards(1), now()) {
+                Err(PlanError::Refused(r)) => assert_eq!(r.reason, reason),
+                other => panic!("{owner:?}: expected a refusal, got {other:?}"),
+            }
+        }
+        // Other actions do not touch the replicas: a GitOps owner of spec.replicas does not matter.
+        let owner = ReplicasOwner::GitOps("field manager kustomize-controller".into());
+        let r = plan(
+            &restart_pod(),
+            &w(3, 3),
+            &owner,
+            &pods(3),
+            &["web-1".into()],
+            &guards(1),
+            now(),
+        );
+        assert!(r.is_ok(), "{r:?}");
     }
 
     #[test]
@@ -517,7 +818,16 @@ mod tests {
             type_: ActionType::RolloutRestart,
             scale: None,
         };
-        let at = plan(&a, &w(2, 2), &[], &[], &guards(1), now()).expect("plan");
+        let at = plan(
+            &a,
+            &w(2, 2),
+            &ReplicasOwner::None,
+            &[],
+            &[],
+            &guards(1),
+            now(),
+        )
+        .expect("plan");
         assert_eq!(at.restarted_at.as_deref(), Some("2023-11-14T22:13:20Z"));
     }
 }

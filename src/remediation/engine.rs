@@ -11,11 +11,12 @@ use super::{
     actions::{self, LivePod, PlanError, Workload},
     guards::{self, Refusal},
     lifecycle::{self, Check, Next},
+    owners::{self, ReplicasOwner},
 };
 use crate::{
     diagnosis::{Evaluated, FaultVerdict, action_for, actionable, choose},
     v1alpha1::{
-        AttemptResult, FaultKind, FaultSpec, Phase, Remediation, RemediationPolicySpec,
+        ActionType, AttemptResult, FaultKind, FaultSpec, Phase, Remediation, RemediationPolicySpec,
         RemediationSpec, RemediationStatus, TargetRef,
     },
 };
@@ -34,6 +35,9 @@ pub struct Observed<'a> {
     pub target: &'a TargetRef,
     /// The target as the apiserver shows it; `None` when it does not exist.
     pub workload: Option<&'a Workload>,
+    /// Who owns the target's `spec.replicas` (an HPA, KEDA, a GitOps tool); [`ReplicasOwner::None`]
+    /// where that cannot be known (`backtest`, `diagnose`).
+    pub replicas_owner: &'a ReplicasOwner,
     /// Its live pods, oldest first.
     pub pods: &'a [LivePod],
     /// This policy's incidents for this target, oldest first.
@@ -142,6 +146,15 @@ fn open_incident(o: &Observed<'_>, fault: &FaultSpec, verdict: &FaultVerdict) ->
         action.type_.mutates(),
         o.now,
     ) {
+        return Intent::Hold {
+            fault: fault.name.clone(),
+            refusal,
+        };
+    }
+    // A Scale that would fight the owner of spec.replicas is refused before anything opens.
+    if action.type_ == ActionType::Scale
+        && let Some(refusal) = owners::scale_refusal(o.replicas_owner, o.target)
+    {
         return Intent::Hold {
             fault: fault.name.clone(),
             refusal,
@@ -358,7 +371,15 @@ fn plan_attempt(
         s.message = format!("waiting to act: {} not found", o.target);
         return (s, false);
     };
-    match actions::plan(&spec.action, workload, o.pods, &pods, &o.spec.guards, o.now) {
+    match actions::plan(
+        &spec.action,
+        workload,
+        o.replicas_owner,
+        o.pods,
+        &pods,
+        &o.spec.guards,
+        o.now,
+    ) {
         Ok(attempt) => {
             let s = lifecycle::begin(s, attempt, spec.dry_run, o.now);
             let act = s.phase == Phase::Acting;
@@ -371,6 +392,11 @@ fn plan_attempt(
             (s, false)
         }
         Err(PlanError::Escalate(m)) => (lifecycle::escalate(s, m, o.now), false),
+        // An owner appeared while the incident was open: hand over rather than fight it.
+        Err(PlanError::Refused(r)) => (
+            lifecycle::escalate(s, format!("{}: {}", r.reason, r.message), o.now),
+            false,
+        ),
     }
 }
 

@@ -220,6 +220,7 @@ mod tests {
             from_replicas: None,
             to_replicas: None,
             restarted_at: None,
+            through_hpa: None,
         };
         Intent::Advance(Box::new(Advancing {
             name: "w-runaway-1".into(),

@@ -286,6 +286,7 @@ mod tests {
             from_replicas: None,
             to_replicas: None,
             restarted_at: None,
+            through_hpa: None,
         }
     }
 

@@ -6,3 +6,4 @@ pub mod engine;
 pub mod fleet;
 pub mod guards;
 pub mod lifecycle;
+pub mod owners;

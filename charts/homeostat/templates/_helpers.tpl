@@ -107,6 +107,15 @@ per-namespace Roles (watchNamespaces). One comment per rule: the call the operat
 - apiGroups: [""]
   resources: ["pods/eviction"]
   verbs: ["create"]
+# Scale through the owner of the replicas: cache the HPAs (list + watch), re-read one and raise
+# its spec.minReplicas (get + patch; the admission policy lets nothing else change).
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "list", "watch", "patch"]
+# KEDA ScaledObjects (list + watch once the CRD is served): a Scale on their targets is refused.
+- apiGroups: ["keda.sh"]
+  resources: ["scaledobjects"]
+  verbs: ["list", "watch"]
 {{- with .Values.rbac.secretNames }}
 # Prometheus credentials named by a policy's spec.prometheus.authSecretRef: get, and only these.
 - apiGroups: [""]

@@ -151,6 +151,27 @@ pub struct Attempt {
     /// The `restartedAt` stamp a RolloutRestart writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restarted_at: Option<String>,
+    /// A Scale carried out through the HorizontalPodAutoscaler that owns `spec.replicas`: its
+    /// `spec.minReplicas` is raised and `spec.replicas` is left to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub through_hpa: Option<HpaChange>,
+}
+
+/// The change a Scale makes to a HorizontalPodAutoscaler (recorded before it is made, so that
+/// the step can be resumed and is not repeated).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HpaChange {
+    /// The HPA's name (same namespace).
+    #[schemars(length(max = 253))]
+    pub name: String,
+    /// `spec.minReplicas` before (unset means 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 2147483647))]
+    pub from_min_replicas: Option<i32>,
+    /// `spec.minReplicas` after.
+    #[schemars(range(min = 1, max = 2147483647))]
+    pub to_min_replicas: i32,
 }
 
 /// The state of an incident.

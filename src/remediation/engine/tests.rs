@@ -6,6 +6,7 @@ use super::*;
 use crate::{
     diagnosis::{FaultVerdict, Verdict, fetch::FetchError},
     prometheus::PromError,
+    remediation::owners,
     v1alpha1::{
         ActionSpec, ActionType, Attempt, Duration, FaultKind, Pattern, ScaleSpec, WorkloadKind,
     },
@@ -128,6 +129,7 @@ fn attempt(result: AttemptResult, t: i64) -> Attempt {
         from_replicas: None,
         to_replicas: None,
         restarted_at: None,
+        through_hpa: None,
     }
 }
 
@@ -146,6 +148,7 @@ struct Case {
     name: &'static str,
     spec: RemediationPolicySpec,
     workload: Option<Workload>,
+    owner: ReplicasOwner,
     history: Vec<Remediation>,
     ev: Evaluated,
     now: i64,
@@ -158,6 +161,7 @@ fn run(c: &Case) -> Intent {
         spec: &c.spec,
         target: &target(),
         workload: c.workload.as_ref(),
+        replicas_owner: &c.owner,
         pods: &pods,
         history: &c.history,
         evaluated: &c.ev,
@@ -184,6 +188,7 @@ fn base(name: &'static str) -> Case {
         name,
         spec: policy(None, Pattern::RunawayProcess),
         workload: Some(workload(3, 3)),
+        owner: ReplicasOwner::None,
         history: vec![],
         ev: verdict(FaultKind::RunawayProcess, &["web-1"]),
         now: 1000,
@@ -499,4 +504,131 @@ fn a_relapse_within_the_window_escalates_instead_of_repeating() {
     // Past the window (30m by default) it is a new fault, fixed as usual.
     c.now = 120 + 1801;
     assert!(opened(run(&c)).act);
+}
+
+fn hpa_owner(min: Option<i32>, max: i32, gitops: Option<&str>) -> ReplicasOwner {
+    ReplicasOwner::Hpa(owners::Hpa {
+        name: "web".into(),
+        min_replicas: min,
+        max_replicas: max,
+        min_owned_by: gitops.map(Into::into),
+    })
+}
+
+#[test]
+fn scale_acts_through_the_owner_of_the_replicas_or_is_refused() {
+    let contention = |name, owner| Case {
+        spec: policy(scale(6), Pattern::ResourceContention),
+        ev: verdict(FaultKind::ResourceContention, &[]),
+        owner,
+        ..base(name)
+    };
+    // Expected: Ok(Some((from min, to min))) through an HPA, Ok(None) directly, Err(reason).
+    type Want = Result<Option<(Option<i32>, i32)>, &'static str>;
+    let cases: Vec<(Case, Want)> = vec![
+        (contention("no owner", ReplicasOwner::None), Ok(None)),
+        (
+            contention("HPA", hpa_owner(Some(2), 10, None)),
+            Ok(Some((Some(2), 4))),
+        ),
+        (
+            contention("HPA without minReplicas", hpa_owner(None, 10, None)),
+            Ok(Some((None, 4))),
+        ),
+        (
+            contention(
+                "HPA whose minReplicas Argo CD owns",
+                hpa_owner(Some(2), 10, Some("field manager argocd-controller")),
+            ),
+            Err(owners::OWNED_BY_GITOPS),
+        ),
+        (
+            contention("KEDA", ReplicasOwner::Keda("web".into())),
+            Err(owners::OWNED_BY_KEDA),
+        ),
+        (
+            contention(
+                "Flux owns spec.replicas",
+                ReplicasOwner::GitOps("field manager kustomize-controller".into()),
+            ),
+            Err(owners::OWNED_BY_GITOPS),
+        ),
+        (
+            contention(
+                "two HPAs",
+                ReplicasOwner::Several(vec!["HPA a".into(), "HPA b".into()]),
+            ),
+            Err(owners::SEVERAL_AUTOSCALERS),
+        ),
+    ];
+    for (c, want) in cases {
+        match (run(&c), want) {
+            (Intent::Open(o), Ok(via)) => {
+                assert!(o.act, "{}", c.name);
+                let a = o.status.attempts.last().expect("attempt");
+                assert_eq!(
+                    a.through_hpa
+                        .as_ref()
+                        .map(|h| (h.from_min_replicas, h.to_min_replicas)),
+                    via,
+                    "{}",
+                    c.name
+                );
+                assert_eq!(a.to_replicas, Some(4), "{}", c.name);
+            }
+            (Intent::Hold { refusal, .. }, Err(reason)) => {
+                assert_eq!(refusal.reason, reason, "{}", c.name);
+                assert!(owners::is_owner_refusal(refusal.reason));
+            }
+            (got, want) => panic!("{}: got {got:?}, want {want:?}", c.name),
+        }
+    }
+
+    // The owner of spec.replicas does not matter to an action that leaves them alone.
+    let c = Case {
+        owner: ReplicasOwner::GitOps("field manager kustomize-controller".into()),
+        ..base("eviction under GitOps")
+    };
+    assert!(opened(run(&c)).act);
+
+    // In dry run the decision is recorded, through the HPA.
+    let mut c = contention("dry run", hpa_owner(Some(2), 10, None));
+    c.spec.guards.dry_run = true;
+    let o = opened(run(&c));
+    assert_eq!((o.status.phase, o.act), (Phase::DryRun, false));
+    assert!(o.status.attempts[0].through_hpa.is_some());
+
+    // The HPA's own maximum stops it: escalated, like a Scale at maxReplicas.
+    let o = opened(run(&contention(
+        "HPA at its max",
+        hpa_owner(Some(3), 3, None),
+    )));
+    assert_eq!((o.status.phase, o.act), (Phase::Escalated, false));
+    assert!(o.status.message.contains("HPA web"), "{}", o.status.message);
+}
+
+#[test]
+fn an_owner_that_appears_mid_incident_escalates_the_retry() {
+    let mut rem = incident(
+        Phase::Verifying,
+        vec![attempt(AttemptResult::Applied, 900)],
+        890,
+    );
+    rem.spec.action = scale(6).expect("scale");
+    rem.spec.pattern = Pattern::ResourceContention;
+    let c = Case {
+        spec: policy(scale(6), Pattern::ResourceContention),
+        ev: verdict(FaultKind::ResourceContention, &[]),
+        owner: ReplicasOwner::Keda("web".into()),
+        history: vec![rem],
+        now: 1300,
+        ..base("KEDA took over")
+    };
+    let a = advanced(run(&c));
+    assert_eq!((a.status.phase, a.act), (Phase::Escalated, false));
+    assert!(
+        a.status.message.contains(owners::OWNED_BY_KEDA),
+        "{}",
+        a.status.message
+    );
 }

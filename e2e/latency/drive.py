@@ -4,7 +4,7 @@
     drive.py run          drive BENCH_ROUNDS rounds of faults and hard negatives, print the figures
 
 `run` reads BENCH_IMAGE, BENCH_OUT, BENCH_NS, BENCH_NODE_DIR, BENCH_PROM, BENCH_ROUNDS (10),
-BENCH_DEADLINE (170 s), BENCH_SEED (1) from the environment and drives the cluster with kubectl.
+BENCH_DEADLINE (160 s), BENCH_SEED (1), BENCH_BIN (the homeostat binary) from the environment and drives the cluster with kubectl.
 """
 import calendar
 import json
@@ -13,6 +13,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 
 THETAS = [0.9, 0.5]  # rate(cpu[1m]) / limit above this: the issue's rule and a lowered one
@@ -57,13 +58,15 @@ class Bench:
     def __init__(self):
         e = os.environ
         self.image, self.out, self.ns = e["BENCH_IMAGE"], e["BENCH_OUT"], e["BENCH_NS"]
-        self.node_dir, self.prom = e["BENCH_NODE_DIR"], e["BENCH_PROM"]
+        self.node_dir, self.prom, self.bin = e["BENCH_NODE_DIR"], e["BENCH_PROM"], e.get("BENCH_BIN", "")
         self.rounds = int(e.get("BENCH_ROUNDS", "10"))
-        self.deadline = float(e.get("BENCH_DEADLINE", "170"))
+        self.deadline = float(e.get("BENCH_DEADLINE", "160"))
         self.rng = random.Random(int(e.get("BENCH_SEED", "1")))
-        self.onsets = []  # dicts: round, deployment, config, kind, pod, onset, duration
-        self.rems = {}  # uid -> remediation
+        self.onsets = []  # dicts: round, deployment, kind, pod, onset, duration
+        self.rems = {}  # uid -> remediation of the live operator
+        self.due = []  # diagnose polls: {time, config, workload, pods}
         self.log = open(os.path.join(self.out, "drive.log"), "a")
+        self.stop = threading.Event()
 
     def say(self, msg):
         line = f"[latency {time.strftime('%H:%M:%S')}] {msg}"
@@ -100,7 +103,7 @@ class Bench:
         ] + [{"name": k, "value": v} for k, v in env]
         return {
             "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": self.ns},
+            "metadata": {"name": name, "namespace": self.ns, "labels": {"bench": "latency"}},
             "spec": {
                 "replicas": 3,
                 "selector": {"matchLabels": {"app": name}},
@@ -124,59 +127,37 @@ class Bench:
             },
         }
 
-    def policy(self, name, cfg):
-        _, hold, params = cfg
-        params = dict(params)
+    def policy(self, cfg, dry_run):
+        name, hold, params = cfg
         return {
             "apiVersion": "homeostat.dev/v1alpha1", "kind": "RemediationPolicy",
-            "metadata": {"name": name, "namespace": self.ns},
+            "metadata": {"name": f"{name}-{hold}", "namespace": self.ns},
             "spec": {
-                "targetRef": {"kind": "Deployment", "name": name},
+                "selector": {"kinds": ["Deployment"], "matchLabels": {"bench": "latency"}},
                 "interval": "5s",
-                "faults": [{"name": "runaway", "pattern": "RunawayProcess", "for": hold,
-                            "params": params, "action": {"type": "RestartPod"}}],
+                "faults": [{"name": f"{name}-{hold}", "pattern": "RunawayProcess", "for": hold,
+                            "params": dict(params), "action": {"type": "RestartPod"}}],
                 "verify": {"stableFor": "20s", "timeout": "90s", "maxAttempts": 1},
-                "guards": {"dryRun": True, "cooldown": "30m"},
+                "guards": {"dryRun": dry_run, "cooldown": "1m", "maxActionsPerHour": 1000,
+                           "relapseWindow": "1m"},
             },
         }
-
-    def create_round(self, r):
-        """Round r's Deployments (one fault and one negative per configuration) and policies."""
-        made = []
-        for i, cfg in enumerate(CONFIGS):
-            tag = f"{cfg[0]}-{cfg[1]}".replace("adaptive-min30s", "amin30").replace("adaptive", "adapt")
-            f = f"f{r:02d}-{tag}"
-            kind = NEGATIVES[(r + i) % len(NEGATIVES)]
-            n = f"n{r:02d}-{tag}-{kind}"
-            d = self.rng.uniform(20, 40)
-            self.set(f, "default.env", "")
-            objs = [self.deployment(f, [("MODE", "idle")]), self.policy(f, cfg)]
-            if kind == "burst":
-                self.set(n, "default.env", "")
-                objs += [self.deployment(n, [("MODE", "idle")])]
-            else:
-                # New pods spin for their first d seconds; the ones created now are held idle
-                # by default.env until the onset.
-                self.set(n, "default.env", "MODE=idle\n")
-                objs += [self.deployment(n, [("MODE", "spin"), ("SPIN_FOR", f"{d:.0f}s")])]
-            objs += [self.policy(n, cfg)]
-            self.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}))
-            made.append({"cfg": cfg, "fault": f, "neg": n, "kind": kind, "d": d})
-        return made
 
     def pods(self, dep):
         out = self.kubectl("get", "pods", "-n", self.ns, "-l", f"app={dep}", "-o", "json")
         items = json.loads(out)["items"]
-        return sorted(p["metadata"]["name"] for p in items
-                      if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp"))
+        return sorted((p["metadata"]["name"] for p in items
+                       if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")),
+                      key=lambda n: n)
 
-    def wait_running(self, deps, timeout=150):
+    def wait_pods(self, dep, n, timeout=120):
         end = time.time() + timeout
         while time.time() < end:
-            if all(len(self.pods(d)) == 3 for d in deps):
-                return
-            time.sleep(2)
-        raise RuntimeError(f"Deployments {deps} not all at 3 running pods after {timeout} s")
+            ps = self.pods(dep)
+            if len(ps) == n:
+                return ps
+            time.sleep(1)
+        raise RuntimeError(f"{self.ns}/{dep}: not {n} running pods after {timeout} s")
 
     def snapshot(self):
         out = self.kubectl("get", "remediations.homeostat.dev", "-n", self.ns, "-o", "json", check=False)
@@ -191,72 +172,109 @@ class Bench:
                     self.rems[uid] = it
                     f.write(json.dumps(it) + "\n")
 
+    def poll(self, files):
+        """homeostat diagnose with every configuration's policy, every 5 s: when is each due."""
+        args = [self.bin, "diagnose", "--prometheus-url", self.prom, "--namespace", self.ns, "--output", "json"]
+        for f in files:
+            args += ["--policy", f]
+        with open(os.path.join(self.out, "diagnose.jsonl"), "a") as log:
+            nxt = time.time()
+            while not self.stop.is_set():
+                nxt += 5.0
+                t = time.time()
+                r = subprocess.run(args, capture_output=True, text=True)
+                if r.returncode != 0:
+                    self.say(f"diagnose failed (retrying in 5 s): {r.stderr.strip()[:300]}")
+                else:
+                    for f in json.loads(r.stdout).get("findings", []):
+                        if f.get("action", {}).get("type", "None") not in ("None", None):
+                            cfg = f["verdicts"][0]["fault"] if f.get("verdicts") else "?"
+                            row = {"time": t, "config": cfg, "workload": f["target"]["name"], "pods": f["pods"]}
+                            self.due.append(row)
+                            log.write(json.dumps(row) + "\n")
+                    log.flush()
+                self.stop.wait(max(0.0, nxt - time.time()))
+
     def record(self, **kw):
         self.onsets.append(kw)
         with open(os.path.join(self.out, "onsets.tsv"), "a") as f:
             f.write("\t".join(f"{k}={v}" for k, v in kw.items()) + "\n")
 
     def run(self):
-        self.say(f"{self.rounds} rounds, {len(CONFIGS)} homeostat configurations, deadline {self.deadline:.0f} s")
-        nxt = self.create_round(0)
-        self.wait_running([m[k] for m in nxt for k in ("fault", "neg")])
-        self.say("round 0 created; letting its pods pass homeostat's 60 s warm-up")
-        time.sleep(75)
-        old = []
+        self.say(f"{self.rounds} rounds, one fault then one hard negative at a time, deadline {self.deadline:.0f} s")
+        faults = [f"fault-{i}" for i in range(4)]
+        objs = [self.deployment(f, [("MODE", "idle")]) for f in faults]
+        objs.append(self.deployment("neg-burst", [("MODE", "idle")]))
+        for n in ("neg-warmup", "neg-rollout"):
+            # New pods spin for their first 30 s; the ones created now are held idle by default.env.
+            self.set(n, "default.env", "MODE=idle\n")
+            objs.append(self.deployment(n, [("MODE", "spin"), ("SPIN_FOR", "30s")]))
+        for f in faults + ["neg-burst"]:
+            self.set(f, "default.env", "")
+        # The live operator acts (in dry run) with the alert path's hold; diagnose polls them all.
+        live = [c for c in CONFIGS if c[0] == "fixed" and c[1] == "1m"][0]
+        objs.append(self.policy(live, True))
+        self.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}))
+        files = []
+        for c in CONFIGS:
+            path = os.path.join(self.out, f"policy-{c[0]}-{c[1]}.json")
+            with open(path, "w") as f:
+                json.dump(self.policy(c, True), f)
+            files.append(path)
+        for d in faults + ["neg-burst", "neg-warmup", "neg-rollout"]:
+            self.wait_pods(d, 3)
+        self.say("pods running; letting them pass homeostat's 60 s warm-up")
+        time.sleep(70)
+        poller = threading.Thread(target=self.poll, args=(files,), daemon=True)
+        poller.start()
         for r in range(self.rounds):
-            cur = nxt
             t0 = time.time()
-            nxt = self.create_round(r + 1) if r + 1 < self.rounds else []
-            self.snapshot()
-            # This round's schedule: (time, what, item).
-            events = []
-            for m in cur:
-                events.append((t0 + self.rng.uniform(0, 15), "fault", m))
-                events.append((t0 + self.rng.uniform(5, 80), m["kind"], m))
-            events.sort(key=lambda e: e[0])
-            for at, what, m in events:
-                time.sleep(max(0.0, at - time.time()))
-                if what == "fault":
-                    pod = self.pods(m["fault"])[0]
-                    self.set(m["fault"], f"{pod}.env", "MODE=spin\nTHREADS=1\n")
-                    self.record(round=r, deployment=m["fault"], config=f"{m['cfg'][0]}/{m['cfg'][1]}",
-                                kind="fault", pod=pod, onset=f"{time.time():.3f}", duration="")
-                elif what == "burst":
-                    pod = self.pods(m["neg"])[0]
-                    self.set(m["neg"], f"{pod}.env", f"MODE=spin\nSPIN_FOR={m['d']:.0f}s\n")
-                    self.record(round=r, deployment=m["neg"], config=f"{m['cfg'][0]}/{m['cfg'][1]}",
-                                kind="burst", pod=pod, onset=f"{time.time():.3f}", duration=f"{m['d']:.0f}")
-                else:
-                    for pod in self.pods(m["neg"]):
-                        self.set(m["neg"], f"{pod}.env", "MODE=idle\n")
-                    self.unset(m["neg"], "default.env")
-                    if what == "warmup":
-                        self.kubectl("scale", "-n", self.ns, f"deployment/{m['neg']}", "--replicas=4")
-                    else:
-                        patch = {"spec": {"template": {"metadata": {"annotations": {"bench/rollout": str(r)}}}}}
-                        self.kubectl("patch", "-n", self.ns, f"deployment/{m['neg']}", "--type=merge", "-p", json.dumps(patch))
-                    self.record(round=r, deployment=m["neg"], config=f"{m['cfg'][0]}/{m['cfg'][1]}",
-                                kind=what, pod="", onset=f"{time.time():.3f}", duration=f"{m['d']:.0f}")
-            last_fault = max(float(o["onset"]) for o in self.onsets if o["round"] == r and o["kind"] == "fault")
-            while time.time() < last_fault + self.deadline:
+            dep = faults[r % len(faults)]
+            pod = self.pods(dep)[0]
+            time.sleep(self.rng.uniform(0, 15))  # a random phase against scrapes, rules and sweeps
+            self.set(dep, f"{pod}.env", "MODE=spin\nTHREADS=1\n")
+            onset = time.time()
+            self.record(round=r, deployment=dep, kind="fault", pod=pod, onset=f"{onset:.3f}", duration="")
+            while time.time() < onset + self.deadline:
                 time.sleep(5)
                 self.snapshot()
-            for m in cur:
-                for pod in self.pods(m["fault"]):
-                    self.set(m["fault"], f"{pod}.env", "MODE=idle\n")
-            self.snapshot()
-            # The previous round's objects have now been watched for two rounds: remove them.
-            for m in old:
-                for dep in (m["fault"], m["neg"]):
-                    self.kubectl("delete", "-n", self.ns, f"deployment/{dep}", f"remediationpolicy/{dep}",
-                                 "--wait=false", "--ignore-not-found", check=False)
-            old = cur
+            self.set(dep, f"{pod}.env", "MODE=idle\n")
+            kind = NEGATIVES[r % len(NEGATIVES)]
+            d = self.rng.uniform(20, 40)
+            if kind == "burst":
+                pod = self.pods("neg-burst")[0]
+                self.set("neg-burst", f"{pod}.env", f"MODE=spin\nSPIN_FOR={d:.0f}s\n")
+            else:
+                dep = f"neg-{kind}"
+                d = 30.0
+                pods = self.pods(dep)
+                for p in pods:
+                    self.set(dep, f"{p}.env", "MODE=idle\n")
+                self.unset(dep, "default.env")
+                if kind == "warmup":
+                    # Back to 3 (the previous warm-up's pod goes), then one more that warms up.
+                    self.kubectl("scale", "-n", self.ns, f"deployment/{dep}", "--replicas=3")
+                    pods = self.wait_pods(dep, 3)
+                    for p in pods:
+                        self.set(dep, f"{p}.env", "MODE=idle\n")
+                    self.kubectl("scale", "-n", self.ns, f"deployment/{dep}", "--replicas=4")
+                else:
+                    patch = {"spec": {"template": {"metadata": {"annotations": {"bench/rollout": str(r)}}}}}
+                    self.kubectl("patch", "-n", self.ns, f"deployment/{dep}", "--type=merge", "-p", json.dumps(patch))
+                pod = ""
+            self.record(round=r, deployment=f"neg-{kind}", kind=kind, pod=pod, onset=f"{time.time():.3f}",
+                        duration=f"{d:.0f}")
+            time.sleep(d + 15)
+            if kind == "burst":
+                self.set("neg-burst", f"{pod}.env", "MODE=idle\n")  # the next burst is a change of mode
             self.say(f"round {r} done ({time.time() - t0:.0f} s)")
-        # Watch the last round's negatives a little longer, then score.
-        end = time.time() + 60
+        # Watch the last negative as long as the others were watched (into the next fault).
+        end = time.time() + 75
         while time.time() < end:
             time.sleep(5)
             self.snapshot()
+        self.stop.set()
+        poller.join(timeout=30)
         self.report()
 
     def alerts(self):
@@ -271,53 +289,43 @@ class Bench:
 
     def report(self):
         alerts = self.alerts()
-        faults = [o for o in self.onsets if o["kind"] == "fault"]
-        negs = [o for o in self.onsets if o["kind"] != "fault"]
-        lat = {}  # (path, hold) -> list of seconds (inf = not within the deadline)
-        wrong = {}  # (path, hold) -> [wrong, total] on hard negatives
-        wrong_fault = {}  # (path, hold) -> actions on a pod that was not the faulty one
-        by_target = {}
-        for rem in self.rems.values():
-            by_target.setdefault(rem["spec"]["target"]["name"], []).append(rem)
+        onsets = sorted(self.onsets, key=lambda o: float(o["onset"]))
+        lat, wrong, wrong_pod = {}, {}, {}
 
         def created(rem):
             return calendar.timegm(time.strptime(rem["metadata"]["creationTimestamp"], "%Y-%m-%dT%H:%M:%SZ"))
 
-        for o in faults:
-            key = ("homeostat " + o["config"].split("/")[0], o["config"].split("/")[1])
-            onset = float(o["onset"])
-            rs = sorted(by_target.get(o["deployment"], []), key=created)
-            hit = [created(x) - onset for x in rs if o["pod"] in x["spec"].get("pods", [])]
-            miss = [x for x in rs if o["pod"] not in x["spec"].get("pods", [])]
-            wrong_fault[key] = wrong_fault.get(key, 0) + len(miss)
-            t = hit[0] if hit and hit[0] <= self.deadline else math.inf
-            lat.setdefault(key, []).append(t)
+        # Each event is watched from its onset to the next event on the same Deployment: what
+        # fires in that span, on that Deployment, is its outcome.
+        for i, o in enumerate(onsets):
+            t = float(o["onset"])
+            dep = o["deployment"]
+            later = [float(x["onset"]) for x in onsets[i + 1:] if x["deployment"] == dep]
+            until = later[0] if later else math.inf
+            mine = lambda pod: pod.startswith(dep + "-")
+            acts = {}  # path key -> [(delay, pods)]
+            for c in CONFIGS:
+                key = (f"homeostat {c[0]}", c[1])
+                acts[key] = [(x["time"] - t, x["pods"]) for x in self.due
+                             if x["config"] == f"{c[0]}-{c[1]}" and x["workload"] == dep and t <= x["time"] < until]
+            key = ("homeostat operator fixed", "1m")
+            acts[key] = [(created(x) - t, x["spec"].get("pods", [])) for x in self.rems.values()
+                         if x["spec"]["target"]["name"] == dep and t - 1 <= created(x) < until]
             for theta in THETAS:
                 for hold in ALERT_HOLDS:
                     name = alert_name(theta, hold)
-                    akey = (f"alert theta={theta}", hold)
-                    ts = [a["received"] - onset for a in alerts
-                          if a["labels"].get("alertname") == name and a["labels"].get("pod") == o["pod"]
-                          and a["received"] >= onset]
-                    lat.setdefault(akey, []).append(min(ts) if ts and min(ts) <= self.deadline else math.inf)
-                    sib = [a for a in alerts if a["labels"].get("alertname") == name
-                           and a["labels"].get("pod", "").startswith(o["deployment"] + "-")
-                           and a["labels"].get("pod") != o["pod"]]
-                    wrong_fault[akey] = wrong_fault.get(akey, 0) + len(sib)
-        for o in negs:
-            key = ("homeostat " + o["config"].split("/")[0], o["config"].split("/")[1])
-            w = wrong.setdefault(key, {})
-            acted = bool(by_target.get(o["deployment"]))
-            c = w.setdefault(o["kind"], [0, 0])
-            c[0] += acted
-            c[1] += 1
-            for theta in THETAS:
-                for hold in ALERT_HOLDS:
-                    name = alert_name(theta, hold)
-                    fired = any(a["labels"].get("alertname") == name
-                                and a["labels"].get("pod", "").startswith(o["deployment"] + "-") for a in alerts)
-                    c = wrong.setdefault((f"alert theta={theta}", hold), {}).setdefault(o["kind"], [0, 0])
-                    c[0] += fired
+                    acts[(f"alert theta={theta}", hold)] = [
+                        (a["received"] - t, [a["labels"].get("pod", "")]) for a in alerts
+                        if a["labels"].get("alertname") == name and mine(a["labels"].get("pod", ""))
+                        and t <= a["received"] < until]
+            for key, xs in acts.items():
+                if o["kind"] == "fault":
+                    right = sorted(x[0] for x in xs if o["pod"] in x[1])
+                    lat.setdefault(key, []).append(right[0] if right and right[0] <= self.deadline else math.inf)
+                    wrong_pod[key] = wrong_pod.get(key, 0) + sum(1 for x in xs if o["pod"] not in x[1])
+                else:
+                    c = wrong.setdefault(key, {}).setdefault(o["kind"], [0, 0])
+                    c[0] += bool(xs)
                     c[1] += 1
 
         def q(xs, p):
@@ -333,7 +341,7 @@ class Bench:
         def fmt(x):
             return "never" if math.isinf(x) else f"{x:.1f}"
 
-        best = {}  # hold -> best alert median (the tuned alert path)
+        best = {}  # hold -> the alert rule with the lowest median (the tuned alert path)
         for (path, hold), xs in lat.items():
             if path.startswith("alert"):
                 m = q(xs, 0.5)
@@ -344,10 +352,11 @@ class Bench:
             med, p90 = q(xs, 0.5), q(xs, 0.9)
             fired = sum(1 for x in xs if not math.isinf(x))
             ref = best.get(hold, ("", math.nan, math.nan))
-            rm = med / ref[1] if ref[1] and not math.isinf(ref[1]) else math.nan
-            rp = p90 / ref[2] if ref[2] and not math.isinf(ref[2]) else math.nan
+            rm = med / ref[1] if not math.isinf(ref[1]) else math.nan
+            rp = p90 / ref[2] if not math.isinf(ref[2]) else math.nan
             print(f"LATENCY path='{path}' hold={hold} n={len(xs)} fired={fired} median_s={fmt(med)} p90_s={fmt(p90)} "
-                  f"ratio_median={rm:.2f} ratio_p90={rp:.2f} vs='{ref[0]} {hold}' wrong_pod={wrong_fault.get((path, hold), 0)}")
+                  f"ratio_median={rm:.2f} ratio_p90={rp:.2f} vs='{ref[0]} {hold}' wrong_pod={wrong_pod.get((path, hold), 0)} "
+                  f"all_s={','.join(fmt(x) for x in xs)}")
         for (path, hold), kinds in sorted(wrong.items()):
             k = sum(c[0] for c in kinds.values())
             n = sum(c[1] for c in kinds.values())
@@ -373,6 +382,8 @@ if __name__ == "__main__":
             for line in f:
                 it = json.loads(line)
                 b.rems[it["metadata"]["uid"]] = it
+        with open(os.path.join(b.out, "diagnose.jsonl")) as f:
+            b.due = [json.loads(line) for line in f]
         b.report()
     else:
         print(__doc__, file=sys.stderr)

@@ -47,6 +47,8 @@ struct Args {
     /// `--hold adaptive`: the default faults with `hold: Adaptive` (RunawayProcess and
     /// ResourceContention), applied by one selector policy per namespace.
     adaptive: bool,
+    /// `--min-hold 60s`: the adaptive hold's `minHold` (default: a quarter of each fault's `for`).
+    min_hold: Option<homeostat::v1alpha1::Duration>,
 }
 
 fn parse_range(s: &str) -> Result<Vec<u64>, String> {
@@ -79,6 +81,7 @@ fn parse_args() -> Result<Args, String> {
         generator: "rules".into(),
         sweep_every: 30.0,
         adaptive: false,
+        min_hold: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -104,6 +107,13 @@ fn parse_args() -> Result<Args, String> {
                 "fixed" => a.adaptive = false,
                 other => return Err(format!("--hold: {other} is neither fixed nor adaptive")),
             },
+            "--min-hold" => {
+                a.min_hold = Some(
+                    value("--min-hold")?
+                        .parse()
+                        .map_err(|e| format!("--min-hold: {e}"))?,
+                )
+            }
             "--sweep-every" => {
                 a.sweep_every = value("--sweep-every")?
                     .trim_end_matches('s')
@@ -125,7 +135,7 @@ fn parse_args() -> Result<Args, String> {
             "-h" | "--help" => {
                 return Err(
                     "usage: quality [--seeds 1-3 --seeds 4-6] [--step 15] [--window 1m] \
-                            [--stale-after 45] [--generator rules|behaviour] [--sweep-every 30] [--hold fixed|adaptive] [--verbose]"
+                            [--stale-after 45] [--generator rules|behaviour] [--sweep-every 30] [--hold fixed|adaptive] [--min-hold 60s] [--verbose]"
                         .into(),
                 );
             }
@@ -161,7 +171,9 @@ fn hold_policies(args: &Args, namespaces: &BTreeSet<String>) -> Vec<RemediationP
             f.pattern,
             Pattern::RunawayProcess | Pattern::ResourceContention
         ) {
-            f.params.get_or_insert_with(Default::default).hold = Some(HoldMode::Adaptive);
+            let p = f.params.get_or_insert_with(Default::default);
+            p.hold = Some(HoldMode::Adaptive);
+            p.min_hold = args.min_hold;
         }
     }
     namespaces

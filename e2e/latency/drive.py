@@ -57,8 +57,12 @@ def secs(d):
 class Bench:
     def __init__(self):
         e = os.environ
-        self.image, self.out, self.ns = e["BENCH_IMAGE"], e["BENCH_OUT"], e["BENCH_NS"]
-        self.node_dir, self.prom, self.bin = e["BENCH_NODE_DIR"], e["BENCH_PROM"], e.get("BENCH_BIN", "")
+        if "BENCH_OUT" not in e:
+            sys.exit("BENCH_OUT (the run's output directory) is not set: run through e2e/bench latency")
+        self.out, self.ns = e["BENCH_OUT"], e.get("BENCH_NS", "latency")
+        # Only `run` needs these (e2e/latency/run sets them); `report` reads the raw files.
+        self.image, self.node_dir = e.get("BENCH_IMAGE", ""), e.get("BENCH_NODE_DIR", "")
+        self.prom, self.bin = e.get("BENCH_PROM", ""), e.get("BENCH_BIN", "")
         self.rounds = int(e.get("BENCH_ROUNDS", "10"))
         self.deadline = float(e.get("BENCH_DEADLINE", "160"))
         self.rng = random.Random(int(e.get("BENCH_SEED", "1")))
@@ -369,6 +373,9 @@ if __name__ == "__main__":
         rules(sys.argv[2])
     elif len(sys.argv) >= 2 and sys.argv[1] == "run":
         b = Bench()
+        missing = [k for k in ("BENCH_IMAGE", "BENCH_NODE_DIR", "BENCH_PROM", "BENCH_BIN") if not os.environ.get(k)]
+        if missing:
+            sys.exit(f"{', '.join(missing)} not set: run through e2e/bench latency")
         b.run()
     elif len(sys.argv) >= 2 and sys.argv[1] == "report":
         # Re-score a finished run from its raw files: drive.py report (BENCH_OUT etc. set).

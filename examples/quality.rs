@@ -20,7 +20,7 @@ mod scenarios;
 mod score;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     time::{Duration, Instant},
 };
 
@@ -28,7 +28,7 @@ use homeostat::{
     diagnose::{self, Options},
     diagnosis::fetch,
     prometheus::{PromClient, PromError, template::escape_regex},
-    v1alpha1::FaultKind,
+    v1alpha1::{FaultKind, HoldMode, Pattern, RemediationPolicy},
 };
 use scenarios::{Class, ONSET_EARLIEST, generate};
 use score::{BaselineHits, Observation, Pred, Rule, SeedResult};
@@ -44,6 +44,11 @@ struct Args {
     generator: String,
     /// Seconds between sweep evaluations before the evaluation time.
     sweep_every: f64,
+    /// `--hold adaptive`: the default faults with `hold: Adaptive` (RunawayProcess and
+    /// ResourceContention), applied by one selector policy per namespace.
+    adaptive: bool,
+    /// `--min-hold 60s`: the adaptive hold's `minHold` (default: a quarter of each fault's `for`).
+    min_hold: Option<homeostat::v1alpha1::Duration>,
 }
 
 fn parse_range(s: &str) -> Result<Vec<u64>, String> {
@@ -75,6 +80,8 @@ fn parse_args() -> Result<Args, String> {
         verbose: false,
         generator: "rules".into(),
         sweep_every: 30.0,
+        adaptive: false,
+        min_hold: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -95,6 +102,18 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|e| format!("--stale-after: {e}"))?;
             }
             "--verbose" | "-v" => a.verbose = true,
+            "--hold" => match value("--hold")?.as_str() {
+                "adaptive" => a.adaptive = true,
+                "fixed" => a.adaptive = false,
+                other => return Err(format!("--hold: {other} is neither fixed nor adaptive")),
+            },
+            "--min-hold" => {
+                a.min_hold = Some(
+                    value("--min-hold")?
+                        .parse()
+                        .map_err(|e| format!("--min-hold: {e}"))?,
+                )
+            }
             "--sweep-every" => {
                 a.sweep_every = value("--sweep-every")?
                     .trim_end_matches('s')
@@ -116,7 +135,7 @@ fn parse_args() -> Result<Args, String> {
             "-h" | "--help" => {
                 return Err(
                     "usage: quality [--seeds 1-3 --seeds 4-6] [--step 15] [--window 1m] \
-                            [--stale-after 45] [--generator rules|behaviour] [--sweep-every 30] [--verbose]"
+                            [--stale-after 45] [--generator rules|behaviour] [--sweep-every 30] [--hold fixed|adaptive] [--min-hold 60s] [--verbose]"
                         .into(),
                 );
             }
@@ -140,10 +159,38 @@ fn class_of(k: FaultKind) -> Option<Class> {
     }
 }
 
+/// With `--hold adaptive`: `diagnose`'s default spec with an adaptive hold on RunawayProcess and
+/// ResourceContention, as one selector policy per namespace (empty: the defaults themselves).
+fn hold_policies(args: &Args, namespaces: &BTreeSet<String>) -> Vec<RemediationPolicy> {
+    if !args.adaptive {
+        return vec![];
+    }
+    let mut spec = diagnose::default_spec();
+    for f in &mut spec.faults {
+        if matches!(
+            f.pattern,
+            Pattern::RunawayProcess | Pattern::ResourceContention
+        ) {
+            let p = f.params.get_or_insert_with(Default::default);
+            p.hold = Some(HoldMode::Adaptive);
+            p.min_hold = args.min_hold;
+        }
+    }
+    namespaces
+        .iter()
+        .map(|ns| {
+            let mut p = RemediationPolicy::new("quality", spec.clone());
+            p.metadata.namespace = Some(ns.clone());
+            p
+        })
+        .collect()
+}
+
 async fn homeostat_at(
     c: &PromClient,
     args: &Args,
     at: f64,
+    policies: &[RemediationPolicy],
 ) -> Result<(BTreeMap<(String, String), Pred>, u32, Duration), diagnose::DiagnoseError> {
     let t = Instant::now();
     let r = diagnose::run(
@@ -151,7 +198,7 @@ async fn homeostat_at(
         &Options {
             at,
             namespace: None,
-            policies: vec![],
+            policies: policies.to_vec(),
             settings: homeostat::diagnosis::Settings {
                 step: args.step,
                 window: args.window.clone(),
@@ -304,9 +351,11 @@ async fn run_seed(seed: u64, args: &Args) -> Result<SeedResult, String> {
     let mut obs = vec![];
     let mut eval_times = vec![];
     let mut queries = 0;
+    let namespaces: BTreeSet<String> = g.labels.iter().map(|l| l.namespace.clone()).collect();
+    let policies = hold_policies(args, &namespaces);
     for k in 0..=steps {
         let at = first + args.sweep_every * k as f64;
-        let (h, q, took) = homeostat_at(&c, args, at)
+        let (h, q, took) = homeostat_at(&c, args, at, &policies)
             .await
             .map_err(|e| format!("seed {seed} at {at}: {e}"))?;
         let b = baseline_at(&c, &args.window, at)

@@ -22,6 +22,7 @@ use std::{
 use homeostat::{
     diagnose::{self, Options},
     diagnosis::Settings,
+    v1alpha1::{HoldMode, Pattern, RemediationPolicy},
 };
 use serde_json::Value;
 use support::{
@@ -69,8 +70,28 @@ fn str_of<'a>(v: &'a Value, k: &str, file: &Path) -> Result<&'a str, String> {
         .ok_or_else(|| format!("{}: an evaluation lacks \"{k}\"", file.display()))
 }
 
+/// `diagnose`'s defaults (no policy) with the fixed hold; with the adaptive one, its default spec
+/// with `hold: Adaptive` on RunawayProcess and ResourceContention as a selector policy in `ns`.
+fn policies(ns: &str, hold: HoldMode) -> Vec<RemediationPolicy> {
+    if hold == HoldMode::Fixed {
+        return vec![];
+    }
+    let mut spec = diagnose::default_spec();
+    for f in &mut spec.faults {
+        if matches!(
+            f.pattern,
+            Pattern::RunawayProcess | Pattern::ResourceContention
+        ) {
+            f.params.get_or_insert_with(Default::default).hold = Some(hold);
+        }
+    }
+    let mut p = RemediationPolicy::new("fixtures", spec);
+    p.metadata.namespace = Some(ns.to_string());
+    vec![p]
+}
+
 /// Scores every case in `dir`. Errors name the file and what is wrong with it.
-async fn score_dir(dir: &Path) -> Result<Vec<Scored>, String> {
+async fn score_dir(dir: &Path, hold: HoldMode) -> Result<Vec<Scored>, String> {
     let mut cases: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| format!("reading {}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -139,7 +160,7 @@ async fn score_dir(dir: &Path) -> Result<Vec<Scored>, String> {
                     &Options {
                         at: t,
                         namespace: Some(ns.into()),
-                        policies: vec![],
+                        policies: policies(ns, hold),
                         settings: Settings::default(),
                     },
                 )
@@ -239,18 +260,23 @@ async fn recorded_real_node_series() {
         );
         return;
     }
-    let scored = score_dir(&dir).await.unwrap_or_else(|e| panic!("{e}"));
-    print(&scored);
-    assert!(
-        !scored.is_empty(),
-        "{} holds no labelled case",
-        dir.display()
-    );
-    let wrong: Vec<&Scored> = scored.iter().filter(|s| s.wrong_action()).collect();
-    assert!(
-        wrong.is_empty(),
-        "wrong actions on recorded data: {wrong:?}"
-    );
+    for hold in [HoldMode::Fixed, HoldMode::Adaptive] {
+        let scored = score_dir(&dir, hold)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        println!("hold {hold:?}:");
+        print(&scored);
+        assert!(
+            !scored.is_empty(),
+            "{} holds no labelled case",
+            dir.display()
+        );
+        let wrong: Vec<&Scored> = scored.iter().filter(|s| s.wrong_action()).collect();
+        assert!(
+            wrong.is_empty(),
+            "wrong actions on recorded data with the {hold:?} hold: {wrong:?}"
+        );
+    }
 }
 
 /// The scoring path itself, on a fixture written in the recorded format: a runaway pod and a
@@ -328,7 +354,7 @@ async fn the_scoring_path_reads_fixtures_and_labels() {
     ]});
     std::fs::write(dir.path().join("demo.labels.json"), labels.to_string())
         .expect("writing labels");
-    let scored = score_dir(dir.path())
+    let scored = score_dir(dir.path(), HoldMode::Fixed)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     print(&scored);
@@ -354,6 +380,8 @@ async fn the_scoring_path_reads_fixtures_and_labels() {
 
     // A labels file that is not JSON is a clear error naming it.
     std::fs::write(dir.path().join("demo.labels.json"), "{").expect("writing labels");
-    let err = score_dir(dir.path()).await.expect_err("bad labels");
+    let err = score_dir(dir.path(), HoldMode::Fixed)
+        .await
+        .expect_err("bad labels");
     assert!(err.contains("demo.labels.json"), "{err}");
 }

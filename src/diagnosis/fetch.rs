@@ -7,7 +7,7 @@ use std::{
 
 use super::{
     input::{PodSeries, StdSignal, WorkloadSeries},
-    patterns::{BACKOFF_LOOKBACK, LEAK_LOOKBACK},
+    patterns::{BACKOFF_LOOKBACK, LEAK_LOOKBACK, hold_span},
 };
 use crate::{
     prometheus::{
@@ -207,7 +207,7 @@ pub fn signal_span(faults: &[FaultSpec], sig: StdSignal, step: f64) -> f64 {
         .map(|f| match f.pattern {
             Pattern::CrashLoop => f.for_.as_secs_f64().max(BACKOFF_LOOKBACK),
             Pattern::MemoryLeak => f.for_.as_secs_f64().max(LEAK_LOOKBACK),
-            _ => f.for_.as_secs_f64(),
+            _ => hold_span(f),
         })
         .fold(step, f64::max)
 }

@@ -772,3 +772,105 @@ fn a_memory_leak_fault_reads_half_an_hour() {
     let span = signal_span(&[fault(Pattern::MemoryLeak, 600)], StdSignal::Memory, STEP);
     assert_eq!(span, 1800.0);
 }
+
+fn adaptive(pattern: Pattern, secs: u64, min_hold: Option<u64>) -> FaultSpec {
+    let mut f = fault(pattern, secs);
+    f.params = Some(crate::v1alpha1::DetectorParams {
+        hold: Some(crate::v1alpha1::HoldMode::Adaptive),
+        min_hold: min_hold.map(Duration::from_secs),
+        ..Default::default()
+    });
+    f
+}
+
+/// A pod idle at 0.01 cores that burns `cores` for its last `secs` seconds.
+fn hot_for(name: &str, secs: f64, cores: f64) -> PodSeries {
+    let mut p = pod(name);
+    p.cpu = series(600.0, |t| if t >= 600.0 - secs { cores } else { 0.01 });
+    p
+}
+
+fn idle(name: &str) -> PodSeries {
+    let mut p = pod(name);
+    p.cpu = series(600.0, |_| 0.01);
+    p
+}
+
+#[test]
+fn an_adaptive_hold_acts_on_overwhelming_evidence_after_min_hold() {
+    let w = |secs| {
+        workload(vec![
+            idle("web-a"),
+            hot_for("web-b", secs, 0.95),
+            idle("web-c"),
+        ])
+    };
+    let fixed = fault(Pattern::RunawayProcess, 120);
+    let fast = adaptive(Pattern::RunawayProcess, 120, None);
+    // 45 s of a pod at 95x its siblings: held past min_hold (30 s), far from `for` (120 s).
+    assert_eq!(evaluate(&fixed, &w(45.0), &ctx()).kind, FaultKind::Healthy);
+    let v = evaluate(&fast, &w(45.0), &ctx());
+    assert_eq!(v.kind, FaultKind::RunawayProcess, "{}", v.message);
+    assert!(v.acts());
+    assert_eq!(v.pods, vec!["web-b".to_string()]);
+    assert_eq!(v.held_for, 45.0);
+    // 15 s is under min_hold: nothing yet.
+    assert_eq!(evaluate(&fast, &w(15.0), &ctx()).kind, FaultKind::Healthy);
+    // A policy's minHold bounds the speed-up: 60 s.
+    let slow = adaptive(Pattern::RunawayProcess, 120, Some(60));
+    assert_eq!(evaluate(&slow, &w(45.0), &ctx()).kind, FaultKind::Healthy);
+    assert!(evaluate(&slow, &w(60.0), &ctx()).acts());
+}
+
+#[test]
+fn an_adaptive_hold_waits_longer_than_for_on_marginal_evidence() {
+    // Siblings at 0.2 cores; the hot pod at 0.62 (3.1x, just past the 3x bound; +0.42 cores is
+    // under the 0.5-core excess rule; limit 4 cores).
+    let mut a = pod("web-a");
+    a.cpu = series(600.0, |_| 0.2);
+    a.cpu_limit = Some(4.0);
+    let mut c = a.clone();
+    c.name = "web-c".into();
+    let hot = |secs: f64| {
+        let mut b = a.clone();
+        b.name = "web-b".into();
+        b.cpu = series(600.0, |t| if t >= 600.0 - secs { 0.62 } else { 0.2 });
+        b
+    };
+    let w = |secs| workload(vec![a.clone(), hot(secs), c.clone()]);
+    let fixed = fault(Pattern::RunawayProcess, 120);
+    let slow = adaptive(Pattern::RunawayProcess, 120, None);
+    assert!(evaluate(&fixed, &w(135.0), &ctx()).acts());
+    let v = evaluate(&slow, &w(135.0), &ctx());
+    assert_eq!(v.kind, FaultKind::Healthy, "{}", v.message);
+    // At 3.1x (strength 1.03, weight 0.53) it takes about 2 x `for`.
+    assert!(!evaluate(&slow, &w(210.0), &ctx()).acts());
+    assert!(evaluate(&slow, &w(240.0), &ctx()).acts());
+}
+
+#[test]
+fn an_adaptive_hold_reads_twice_for_and_only_for_cpu_patterns() {
+    use super::{StdSignal, fetch::signal_span};
+    let fast = [adaptive(Pattern::RunawayProcess, 120, None)];
+    assert_eq!(signal_span(&fast, StdSignal::Cpu, STEP), 240.0);
+    let leak = [adaptive(Pattern::MemoryLeak, 600, None)];
+    assert_eq!(signal_span(&leak, StdSignal::Memory, STEP), 1800.0);
+}
+
+#[test]
+fn an_adaptive_contention_hold_acts_sooner_when_every_replica_is_starved() {
+    let starved = |name: &str, secs: f64| {
+        let mut p = pod(name);
+        p.throttling = series(600.0, |t| if t >= 600.0 - secs { 0.9 } else { 0.01 });
+        p
+    };
+    let w = |secs| workload(vec![starved("a", secs), starved("b", secs)]);
+    let fixed = fault(Pattern::ResourceContention, 180);
+    let fast = adaptive(Pattern::ResourceContention, 180, None);
+    assert_eq!(evaluate(&fixed, &w(90.0), &ctx()).kind, FaultKind::Healthy);
+    // Both replicas (share 1 over 0.5: strength 2, weight 1.5) at 90% throttling: due after 120 s.
+    assert!(!evaluate(&fast, &w(105.0), &ctx()).acts());
+    let v = evaluate(&fast, &w(120.0), &ctx());
+    assert!(v.acts(), "{}", v.message);
+    assert_eq!(v.kind, FaultKind::ResourceContention);
+}

@@ -362,6 +362,26 @@ pub struct DetectorParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub min_confidence: Option<f64>,
+    /// RunawayProcess / ResourceContention: how long the evidence must hold before acting
+    /// (default `Fixed`: `for` at `persistence`). `Adaptive` weighs each point by how far past its
+    /// bound it is, so overwhelming evidence acts sooner (never before `minHold`) and marginal
+    /// evidence later (up to 2 x `for`). Other patterns always hold for `for`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<HoldMode>,
+    /// `hold: Adaptive`: never act before the evidence has held this long (default `for` / 4).
+    /// It is what keeps a short burst from being acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_hold: Option<Duration>,
+}
+
+/// How a fault's hold is judged.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum HoldMode {
+    /// The rule held for `persistence` of the `for` window's points.
+    #[default]
+    Fixed,
+    /// A sequential test: each point adds evidence by its strength; due once the evidence is worth `for`.
+    Adaptive,
 }
 
 /// What to do about a fault.

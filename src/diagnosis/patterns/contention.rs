@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Params, Verdict, by_time, expected_points, judged, missing_message, stale};
+use super::{Params, Verdict, by_time, expected_points, hold, judged, missing_message, stale};
 use crate::{
     diagnosis::{
         input::{EvalContext, WorkloadSeries},
@@ -26,8 +26,10 @@ pub(super) fn contention(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span
             young.len()
         ));
     }
-    let grid = by_time(&pods, ctx.now - span, ctx.now, |x| &x.throttling);
-    let cpu = by_time(&pods, ctx.now - span, ctx.now, |x| &x.cpu);
+    let adaptive = p.adaptive_hold(span, ctx.step);
+    let lookback = adaptive.map_or(span, |a| a.lookback());
+    let grid = by_time(&pods, ctx.now - lookback, ctx.now, |x| &x.throttling);
+    let cpu = by_time(&pods, ctx.now - lookback, ctx.now, |x| &x.cpu);
     let limits: BTreeMap<&str, f64> = pods
         .iter()
         .filter_map(|x| {
@@ -47,17 +49,44 @@ pub(super) fn contention(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span
                         .is_some_and(|(_, c)| *c >= CAPPED * l)
                 }))
     };
-    let mut contended = 0usize;
-    let mut last_free = ctx.now - span;
+    // Per point: its strength when contended (1 at the bounds): the starved share over
+    // `replicaFraction`, or the starved replicas' median throttling over `throttleRatio`,
+    // whichever is weaker.
+    let mut track: Vec<(f64, Option<f64>)> = vec![];
     for (t, values) in &grid {
-        let starved = values.iter().filter(|(n, v)| is_starved(*t, n, *v)).count();
-        if starved as f64 / values.len() as f64 > p.replica_fraction {
-            contended += 1;
-        } else {
-            last_free = *t as f64 / 1000.0;
-        }
+        let throttled: Vec<f64> = values
+            .iter()
+            .filter(|(n, v)| is_starved(*t, n, *v))
+            .map(|(_, v)| *v)
+            .collect();
+        let share = throttled.len() as f64 / values.len() as f64;
+        let s = (share > p.replica_fraction).then(|| {
+            let by_share = share / p.replica_fraction.max(1e-9);
+            let by_level = median(&throttled).unwrap_or(0.0) / p.throttle_ratio.max(1e-9);
+            by_share.min(by_level.max(1.0))
+        });
+        track.push((*t as f64 / 1000.0, s));
     }
-    let share = contended as f64 / expected_points(span, ctx.step);
+    let in_for = |t: f64| t >= ctx.now - span - 1e-6;
+    let contended = track
+        .iter()
+        .filter(|(t, s)| in_for(*t) && s.is_some())
+        .count();
+    let (share, due, held_for) = match &adaptive {
+        Some(a) => {
+            let o = hold::sequential(&track, ctx.step, a);
+            (o.share, o.due, o.held_for)
+        }
+        None => {
+            let share = contended as f64 / expected_points(span, ctx.step);
+            let last_free = track
+                .iter()
+                .rev()
+                .find(|(t, s)| in_for(*t) && s.is_none())
+                .map_or(ctx.now - span, |(t, _)| *t);
+            (share, share >= p.persistence, ctx.now - last_free)
+        }
+    };
     let latest: Vec<(&str, f64)> = pods
         .iter()
         .filter_map(|x| x.throttling.last().map(|(_, v)| (x.name.as_str(), *v)))
@@ -70,15 +99,24 @@ pub(super) fn contention(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span
         .filter(|(n, v)| is_starved(newest, n, *v))
         .map(|(n, _)| n.to_string())
         .collect();
-    if share < p.persistence {
+    if !due {
+        let needs = match adaptive {
+            Some(_) => format!(
+                "adaptive hold: evidence {:.0}% of {span:.0}s",
+                share * 100.0
+            ),
+            None => format!(
+                "starved together for {:.0}% of {span:.0}s, needs {:.0}%",
+                share * 100.0,
+                p.persistence * 100.0
+            ),
+        };
         return Verdict::healthy(format!(
-            "{} of {} pods starved now (throttled >= {:.0}%, or capped at the limit and throttled at half that; median {:.0}%); starved together for {:.0}% of {span:.0}s, needs {:.0}%",
+            "{} of {} pods starved now (throttled >= {:.0}%, or capped at the limit and throttled at half that; median {:.0}%); {needs}",
             starved.len(),
             pods.len(),
             p.throttle_ratio * 100.0,
             med * 100.0,
-            share * 100.0,
-            p.persistence * 100.0
         ));
     }
     let mut evidence = vec![Evidence {
@@ -108,7 +146,7 @@ pub(super) fn contention(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span
         FaultKind::ResourceContention,
         starved.clone(),
         share.min(1.0),
-        ctx.now - last_free,
+        held_for,
     );
     v.message = format!(
         "{} of {} replicas throttled (median {:.0}% of periods) for {span:.0}s: the workload needs more capacity",

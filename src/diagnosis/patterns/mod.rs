@@ -6,6 +6,7 @@
 
 mod contention;
 mod crash_loop;
+mod hold;
 mod leak;
 mod runaway;
 mod threshold;
@@ -16,7 +17,7 @@ pub(crate) use crash_loop::BACKOFF_LOOKBACK;
 pub(crate) use leak::LEAK_LOOKBACK;
 
 use super::input::{EvalContext, PodSeries, WorkloadSeries, window};
-use crate::v1alpha1::{DetectorParams, Evidence, FaultKind, FaultSpec, Pattern};
+use crate::v1alpha1::{DetectorParams, Evidence, FaultKind, FaultSpec, HoldMode, Pattern};
 
 /// What a detector concluded, and why.
 ///
@@ -119,6 +120,10 @@ pub struct Params {
     pub persistence: f64,
     /// Below this confidence a fault is reported but its action is not due.
     pub min_confidence: f64,
+    /// Whether the hold is adaptive (`hold: Adaptive`; RunawayProcess and ResourceContention).
+    pub adaptive: bool,
+    /// Adaptive hold: the least time evidence must hold (seconds); `None`: a quarter of `for`.
+    pub min_hold: Option<f64>,
 }
 
 /// RunawayProcess: the lowest multiple of the siblings' median at which an absolute excess of
@@ -147,7 +152,34 @@ impl Params {
             warmup: p.warmup.map_or(60.0, |w| w.as_secs_f64()),
             persistence: p.persistence.unwrap_or(0.9),
             min_confidence: p.min_confidence.unwrap_or(0.0),
+            adaptive: p.hold == Some(HoldMode::Adaptive),
+            min_hold: p.min_hold.map(|h| h.as_secs_f64()),
         }
+    }
+
+    /// The adaptive hold of a fault held for `span` seconds, when it has one.
+    fn adaptive_hold(&self, span: f64, step: f64) -> Option<hold::Adaptive> {
+        self.adaptive.then(|| hold::Adaptive {
+            budget: span,
+            min_hold: self.min_hold.unwrap_or(span / 4.0).clamp(step, span),
+        })
+    }
+}
+
+/// Seconds of history a fault's detector reads for its hold: `for`, or twice that for an adaptive
+/// hold (marginal evidence is held up to 2 x `for`).
+pub(crate) fn hold_span(fault: &FaultSpec) -> f64 {
+    let span = fault.for_.as_secs_f64();
+    match fault.pattern {
+        Pattern::RunawayProcess | Pattern::ResourceContention
+            if fault
+                .params
+                .as_ref()
+                .is_some_and(|p| p.hold == Some(HoldMode::Adaptive)) =>
+        {
+            span / hold::MARGINAL_WEIGHT
+        }
+        _ => span,
     }
 }
 

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::{
-    EXCESS_MIN_RATIO, Params, Verdict, by_time, expected_points, judged, missing_message, stale,
+    EXCESS_MIN_RATIO, Params, Verdict, by_time, expected_points, hold, judged, missing_message,
+    stale,
 };
 use crate::{
     diagnosis::{
@@ -77,10 +78,11 @@ pub(super) fn runaway(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span: f
         .iter()
         .map(|x| (x.name.as_str(), x.cpu_limit.filter(|l| *l > 0.0)))
         .collect();
-    let grid = by_time(&pods, ctx.now - span, ctx.now, |x| &x.cpu);
-    // Per pod: the strengths of its hot points, and the time of its newest cold point.
-    let mut hot: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    let mut last_cold: BTreeMap<&str, f64> = BTreeMap::new();
+    let adaptive = p.adaptive_hold(span, ctx.step);
+    let lookback = adaptive.map_or(span, |a| a.lookback());
+    let grid = by_time(&pods, ctx.now - lookback, ctx.now, |x| &x.cpu);
+    // Per pod: its points in time order, each with its strength when hot.
+    let mut track: BTreeMap<&str, Vec<(f64, Option<f64>)>> = BTreeMap::new();
     for (t, values) in &grid {
         for (i, (name, v)) in values.iter().enumerate() {
             let others: Vec<f64> = values
@@ -89,19 +91,33 @@ pub(super) fn runaway(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span: f
                 .filter(|(j, _)| *j != i)
                 .map(|(_, (_, x))| *x)
                 .collect();
-            match strength(*v, &others, limits.get(name).copied().flatten(), p) {
-                Some(s) => hot.entry(name).or_default().push(s),
-                None => {
-                    last_cold.insert(name, *t as f64 / 1000.0);
-                }
-            }
+            let s = strength(*v, &others, limits.get(name).copied().flatten(), p);
+            track.entry(name).or_default().push((*t as f64 / 1000.0, s));
         }
     }
     let expected = expected_points(span, ctx.step);
-    let mut found: Vec<(&str, f64, f64)> = hot
-        .into_iter()
-        .map(|(n, s)| (n, s.len() as f64 / expected, median(&s).unwrap_or(1.0)))
-        .filter(|(_, share, _)| *share >= p.persistence)
+    // (pod, share of the hold, median strength, held for).
+    let mut found: Vec<(&str, f64, f64, f64)> = track
+        .iter()
+        .filter_map(|(n, pts)| {
+            let strengths: Vec<f64> = pts
+                .iter()
+                .filter_map(|(t, s)| s.filter(|_| *t >= ctx.now - span - 1e-6))
+                .collect();
+            let med = median(&strengths).unwrap_or(1.0);
+            match &adaptive {
+                Some(a) => {
+                    let o = hold::sequential(pts, ctx.step, a);
+                    o.due.then_some((*n, o.share, med, o.held_for))
+                }
+                None => {
+                    let share = strengths.len() as f64 / expected;
+                    let last_cold = pts.iter().rev().find(|(_, s)| s.is_none()).map(|(t, _)| *t);
+                    let held = ctx.now - last_cold.unwrap_or(ctx.now - span);
+                    (share >= p.persistence).then_some((*n, share, med, held))
+                }
+            }
+        })
         .collect();
     found.sort_by(|a, b| b.1.total_cmp(&a.1));
     let latest: BTreeMap<&str, f64> = pods
@@ -135,8 +151,8 @@ pub(super) fn runaway(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span: f
         ));
     }
     let mut evidence = vec![];
-    let names: Vec<String> = found.iter().map(|(n, _, _)| n.to_string()).collect();
-    for (name, share, _) in &found {
+    let names: Vec<String> = found.iter().map(|(n, ..)| n.to_string()).collect();
+    for (name, share, ..) in &found {
         let v = latest.get(name).copied().unwrap_or(f64::NAN);
         let others: Vec<f64> = latest
             .iter()
@@ -183,12 +199,12 @@ pub(super) fn runaway(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span: f
     }
     let confidence = found
         .iter()
-        .map(|(_, share, s)| confidence(*share, *s))
+        .map(|(_, share, s, _)| confidence(*share, *s))
         .fold(f64::INFINITY, f64::min);
     // Held since the newest point at which a found pod was not hot (the window's start if never).
     let held_for = found
         .iter()
-        .map(|(n, _, _)| ctx.now - last_cold.get(n).copied().unwrap_or(ctx.now - span))
+        .map(|(.., held)| *held)
         .fold(f64::INFINITY, f64::min);
     let mut v = Verdict::fault(FaultKind::RunawayProcess, names, confidence, held_for);
     v.message = format!(

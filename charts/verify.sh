@@ -236,7 +236,7 @@ EOF
     }
     for vb in list watch; do can yes "$wns" $vb remediationpolicies.homeostat.dev; done
     can yes "$wns" patch remediationpolicies.homeostat.dev status
-    for vb in list watch create; do can yes "$wns" $vb remediations.homeostat.dev; done
+    for vb in list watch create delete; do can yes "$wns" $vb remediations.homeostat.dev; done
     can yes "$wns" patch remediations.homeostat.dev status
     for r in deployments.apps statefulsets.apps; do for vb in get list watch patch; do can yes "$wns" $vb $r; done; done
     for vb in list watch; do can yes "$wns" $vb replicasets.apps; done
@@ -275,7 +275,6 @@ EOF
     can no "$wns" update deployments.apps
     can no "$wns" list secrets
     can no "$wns" get secrets/other-secret
-    can no "$wns" delete remediations.homeostat.dev
     can no "$wns" update remediations.homeostat.dev status
     can no "$wns" create pods
     can no "$wns" update deployments.apps scale

@@ -10,6 +10,9 @@ pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 /// Progress is impossible until the spec or the world changes.
 pub const STALLED: &str = "Stalled";
+/// The policy's signals can be read and have data for its targets. A transient data problem is
+/// reported here (Ready stays True); one that lasts turns into Stalled.
+pub const DATA_AVAILABLE: &str = "DataAvailable";
 
 /// Condition reasons homeostat sets (CamelCase, as Kubernetes conventions ask).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -45,6 +48,10 @@ pub enum Reason {
     /// A firing fault's Scale is refused: it would fight the owner of `spec.replicas` (a KEDA
     /// ScaledObject, a GitOps tool, several autoscalers).
     ScaleRefused,
+    /// Prometheus answered, but no signal has a series for the targets' pods.
+    NoData,
+    /// Series were found for the targets.
+    SeriesFound,
     /// An incident is open.
     Remediating,
     /// No incident is open.
@@ -70,6 +77,8 @@ impl Reason {
             Self::PrometheusBadAnswer => "PrometheusBadAnswer",
             Self::InvalidQueryTemplate => "InvalidQueryTemplate",
             Self::ScaleRefused => "ScaleRefused",
+            Self::NoData => "NoData",
+            Self::SeriesFound => "SeriesFound",
             Self::Remediating => "Remediating",
             Self::Idle => "Idle",
         }

@@ -150,6 +150,19 @@ struct RunArgs {
     /// ... and at least this many of them.
     #[arg(long, env = "HOMEOSTAT_STORM_MIN_FAULTY", default_value_t = 5)]
     storm_min_faulty: usize,
+    /// Finished Remediations kept per policy and target (older ones are deleted once the
+    /// policy's guards no longer read them). Remediations outlive their policy.
+    #[arg(
+        long,
+        env = "HOMEOSTAT_REMEDIATION_HISTORY_LIMIT",
+        default_value_t = 20,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    remediation_history_limit: u32,
+    /// Finished Remediations older than this are deleted, also after their policy is gone. An
+    /// open one is never deleted; one whose policy was deleted is halted first.
+    #[arg(long, env = "HOMEOSTAT_REMEDIATION_MAX_AGE", default_value = "720h")]
+    remediation_max_age: SpecDuration,
 }
 
 /// How series are read: shared by `run`, `diagnose` and `backtest`.
@@ -411,6 +424,11 @@ async fn run_operator(a: RunArgs) -> anyhow::Result<()> {
             max_per_minute: a.max_disruptions_per_minute,
             storm_fraction: a.storm_fraction.clamp(0.0, 1.0),
             storm_min_faulty: a.storm_min_faulty,
+        },
+        retention: controller::retention::Limits {
+            history_limit: a.remediation_history_limit as usize,
+            max_age: a.remediation_max_age.get(),
+            ..Default::default()
         },
     };
     info!(

@@ -76,6 +76,9 @@ pub struct Metrics {
     pub holds: Family<ResultLabel, Counter>,
     /// 1 while the storm brake holds every disruptive action.
     pub storm_brake: Gauge,
+    /// Remediations pruned by retention, by reason (age, limit), and orphaned open incidents
+    /// halted (halted).
+    pub trail_pruned: Family<ResultLabel, Counter>,
 }
 
 impl Metrics {
@@ -109,6 +112,7 @@ impl Metrics {
             status_unchanged: Counter::default(),
             holds: Family::default(),
             storm_brake: Gauge::default(),
+            trail_pruned: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("homeostat");
         r.register(
@@ -188,6 +192,11 @@ impl Metrics {
             "storm_brake",
             "1 while the storm brake holds every disruptive action",
             m.storm_brake.clone(),
+        );
+        r.register(
+            "trail_pruned",
+            "Remediations deleted by retention (age, limit) and orphaned open incidents halted",
+            m.trail_pruned.clone(),
         );
         r.register(
             "status_unchanged",

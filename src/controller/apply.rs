@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use super::{
     Context,
-    cache::{POLICY_LABEL, TARGET_LABEL},
+    cache::{POLICY_LABEL, POLICY_UID_LABEL, TARGET_LABEL},
     events::{self, EventReason, On},
 };
 use crate::{
@@ -39,7 +39,7 @@ pub struct PolicyCtx<'a> {
     pub namespace: &'a str,
     /// Name.
     pub name: &'a str,
-    /// UID (for the owner reference).
+    /// UID (recorded on each incident it opens).
     pub uid: &'a str,
     /// Spec.
     pub spec: &'a RemediationPolicySpec,
@@ -94,17 +94,10 @@ async fn open(ctx: &Context, p: &PolicyCtx<'_>, o: Opening) -> Result<Option<Rem
                 ("homeostat.dev/fault".to_string(), o.spec.fault.clone()),
                 (TARGET_LABEL.to_string(), label_value(&o.spec.target.name)),
                 (SEQ_LABEL.to_string(), o.seq.to_string()),
+                (POLICY_UID_LABEL.to_string(), p.uid.to_string()),
             ])),
-            owner_references: Some(vec![
-                k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-                    api_version: "homeostat.dev/v1alpha1".into(),
-                    kind: "RemediationPolicy".into(),
-                    name: p.name.to_string(),
-                    uid: p.uid.to_string(),
-                    controller: Some(true),
-                    block_owner_deletion: None,
-                },
-            ]),
+            // No owner reference: the trail outlives its policy and is pruned by retention
+            // (`super::retention`), not by the garbage collector.
             ..ObjectMeta::default()
         },
         spec: o.spec.clone(),
@@ -207,6 +200,10 @@ async fn save(
         Timestamp::now(),
     );
     status.message = crate::bounded::message(&status.message);
+    // Attempt messages quote apiserver answers; bound them like the rest (at most maxAttempts, 10).
+    for a in &mut status.attempts {
+        a.message = crate::bounded::message(&a.message);
+    }
     let patch = json!({
         "apiVersion": "homeostat.dev/v1alpha1",
         "kind": "Remediation",

@@ -36,6 +36,7 @@ use crate::{
     remediation::{
         actions::{LivePod, RESTARTED_AT, Workload},
         owners::{self, Autoscaler, ReplicasOwner},
+        engine::SEQ_LABEL,
     },
     v1alpha1::{Remediation, RemediationPolicy, TargetRef, WorkloadKind},
 };
@@ -44,6 +45,23 @@ use crate::{
 pub const POLICY_LABEL: &str = "homeostat.dev/policy";
 /// The label naming the Remediation's target workload.
 pub const TARGET_LABEL: &str = "homeostat.dev/target";
+/// The label carrying the UID of the policy that opened a Remediation. Remediations have no owner
+/// reference (so they outlive their policy, see [`super::retention`]); this label ties each to the
+/// one policy object that opened it, so a policy re-created with the same name starts afresh.
+/// The chart's admission policy lets only the operator set it.
+pub const POLICY_UID_LABEL: &str = "homeostat.dev/policy-uid";
+
+/// The UID of the policy that opened `r`: its [`POLICY_UID_LABEL`], or, for a Remediation opened
+/// before that label existed, its controller owner reference to a RemediationPolicy.
+pub fn policy_uid(r: &Remediation) -> Option<String> {
+    if let Some(uid) = r.labels().get(POLICY_UID_LABEL) {
+        return Some(uid.clone());
+    }
+    r.owner_references()
+        .iter()
+        .find(|o| o.kind == "RemediationPolicy" && o.controller == Some(true))
+        .map(|o| o.uid.clone())
+}
 
 /// One store per watched namespace (or one for the cluster) of each kind.
 pub struct Caches {
@@ -126,12 +144,32 @@ impl Snapshot {
             .map_or(&[], Vec::as_slice)
     }
 
-    /// A policy's incidents for one target, oldest first.
-    pub fn history(&self, ns: &str, policy: &str, t: &TargetRef) -> Vec<Remediation> {
+    /// The incidents the policy object `uid` opened for one target, oldest first (not those of an
+    /// earlier policy of the same name).
+    pub fn history(&self, ns: &str, policy: &str, uid: &str, t: &TargetRef) -> Vec<Remediation> {
         self.incidents
             .get(&(ns.to_string(), policy.to_string()))
-            .map(|v| v.iter().filter(|r| r.spec.target == *t).cloned().collect())
+            .map(|v| {
+                v.iter()
+                    .filter(|r| r.spec.target == *t && policy_uid(r).as_deref() == Some(uid))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default()
+    }
+
+    /// The highest incident number on record for a policy name and target, whichever policy
+    /// object opened it (incident names are deterministic and must not collide with an earlier
+    /// policy's).
+    pub fn last_seq(&self, ns: &str, policy: &str, t: &TargetRef) -> u32 {
+        self.incidents
+            .get(&(ns.to_string(), policy.to_string()))
+            .into_iter()
+            .flatten()
+            .filter(|r| r.spec.target == *t)
+            .filter_map(|r| r.labels().get(SEQ_LABEL)?.parse::<u32>().ok())
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -593,13 +631,14 @@ impl Caches {
         }
         let mut out: HashMap<(String, String), Vec<Remediation>> = HashMap::new();
         for ((ns, _), r) in by_key {
-            // Only incidents the operator opened are acted on: they carry its policy label and
-            // a policy reference that agrees with it.
+            // Only incidents the operator opened are acted on: they carry its policy label, a
+            // policy reference that agrees with it, and the opening policy's UID (a label only the
+            // operator may set, enforced by the chart's admission policy).
             let Some(policy) = r.labels().get(POLICY_LABEL).cloned() else {
                 foreign += 1;
                 continue;
             };
-            if policy != r.spec.policy_ref {
+            if policy != r.spec.policy_ref || policy_uid(&r).is_none() {
                 foreign += 1;
                 continue;
             }

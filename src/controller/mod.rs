@@ -8,11 +8,12 @@ mod apply;
 mod cache;
 mod events;
 pub mod prom;
+pub mod retention;
 mod status;
 mod sweep;
 mod validate;
 
-pub use cache::{POLICY_LABEL, TARGET_LABEL};
+pub use cache::{POLICY_LABEL, POLICY_UID_LABEL, TARGET_LABEL};
 pub use status::{MAX_TARGETS, digest};
 pub use sweep::SweepState;
 pub use validate::validate;
@@ -51,6 +52,8 @@ pub struct SweepSettings {
     pub write_concurrency: usize,
     /// Limits across every policy.
     pub fleet: crate::remediation::fleet::FleetLimits,
+    /// How long Remediations are kept.
+    pub retention: retention::Limits,
 }
 
 impl Default for SweepSettings {
@@ -62,6 +65,7 @@ impl Default for SweepSettings {
             heartbeat: Duration::from_secs(300),
             write_concurrency: 16,
             fleet: Default::default(),
+            retention: Default::default(),
         }
     }
 }

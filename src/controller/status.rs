@@ -75,7 +75,15 @@ pub fn build(
     match outcome {
         PolicyOutcome::Undecodable(m) => stalled(&mut set, Reason::Undecodable, m),
         PolicyOutcome::Invalid(m) => stalled(&mut set, Reason::InvalidSpec, m),
-        PolicyOutcome::PrometheusConfig(m) => stalled(&mut set, Reason::PrometheusConfig, m),
+        PolicyOutcome::PrometheusConfig(m) => {
+            stalled(&mut set, Reason::PrometheusConfig, m);
+            set(
+                conditions::DATA_AVAILABLE,
+                false,
+                Reason::PrometheusConfig,
+                m.clone(),
+            );
+        }
         PolicyOutcome::TargetNotFound(m) => {
             set(conditions::READY, false, Reason::TargetNotFound, m.clone());
             set(conditions::STALLED, true, Reason::TargetNotFound, m.clone());
@@ -91,8 +99,34 @@ pub fn build(
             evaluated(&mut st, spec, targets, *queries, generation, now);
         }
     }
+    // Data is read only for an evaluated policy; any other outcome says why in Ready.
+    if matches!(
+        outcome,
+        PolicyOutcome::Undecodable(_)
+            | PolicyOutcome::Invalid(_)
+            | PolicyOutcome::TargetNotFound(_)
+    ) {
+        st.conditions
+            .retain(|c| c.type_ != conditions::DATA_AVAILABLE);
+    }
     bound(&mut st);
     st
+}
+
+/// Intervals without usable data after which a policy is Stalled (kstatus Failed).
+pub const BLIND_INTERVALS: u32 = 5;
+/// ... and never less than this, so that a Prometheus restart does not fail a GitOps sync.
+pub const BLIND_MIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long a policy may go without usable data before it is Stalled: [`BLIND_INTERVALS`]
+/// intervals, at least [`BLIND_MIN`].
+pub fn blind_grace(spec: &RemediationPolicySpec) -> jiff::SignedDuration {
+    let d = spec
+        .interval
+        .get()
+        .saturating_mul(BLIND_INTERVALS)
+        .max(BLIND_MIN);
+    jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX)
 }
 
 fn evaluated(
@@ -118,20 +152,76 @@ fn evaluated(
         Reason::Evaluating,
         String::new(),
     );
-    match &blind {
-        Some(e) => {
+    // The data condition: a fetch error, or Prometheus answering nothing for every target.
+    let no_data =
+        blind.is_none() && !targets.is_empty() && targets.iter().all(|t| t.evaluated.no_data);
+    let data_problem = match &blind {
+        Some(e) => Some((
+            Reason::from_category(e.category()),
+            format!("cannot read metrics ({e})"),
+        )),
+        None if no_data => Some((
+            Reason::NoData,
+            format!(
+                "Prometheus has no series of any signal for the pods of {} (check the query \
+                 labels and that cAdvisor and kube-state-metrics are scraped)",
+                spec.target_description()
+            ),
+        )),
+        None => None,
+    };
+    match &data_problem {
+        Some((r, m)) => set(conditions::DATA_AVAILABLE, false, *r, m.clone()),
+        None if targets.is_empty() => st
+            .conditions
+            .retain(|c| c.type_ != conditions::DATA_AVAILABLE),
+        None => set(
+            conditions::DATA_AVAILABLE,
+            true,
+            Reason::SeriesFound,
+            String::new(),
+        ),
+    }
+    // How long the data problem has lasted: since the data condition turned False.
+    let blind_for = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == conditions::DATA_AVAILABLE && c.status == "False")
+        .map(|c| now.duration_since(c.last_transition_time.0));
+    let grace = blind_grace(spec);
+    let mut set = |t: &str, v: bool, r: Reason, m: String| {
+        conditions::set(&mut st.conditions, t, v, r.as_str(), m, generation, now);
+    };
+    match (&blind, &data_problem) {
+        // Prometheus refuses the policy's own PromQL: nothing changes until the spec does.
+        (Some(e), Some((reason, m))) if e.is_spec_error() => {
+            let msg = format!("{m}; taking no action until the spec changes");
+            set(conditions::READY, false, *reason, msg.clone());
+            set(conditions::STALLED, true, *reason, msg);
+        }
+        // Blind for longer than the grace: the policy cannot protect anything; say so as a
+        // failure (kstatus Failed) rather than as progress that never comes.
+        (_, Some((reason, m))) if blind_for.is_some_and(|d| d >= grace) => {
             let msg = format!(
-                "cannot read metrics ({e}); taking no action; retrying every {}",
+                "{m}; no usable data for {}s (the limit is {}s): taking no action, retrying every {}",
+                blind_for.map_or(0, |d| d.as_secs()),
+                grace.as_secs(),
                 spec.interval
             );
-            let reason = Reason::from_category(e.category());
-            set(conditions::READY, false, reason, msg.clone());
-            if e.is_spec_error() {
-                // Prometheus refuses the policy's own PromQL: nothing changes until the spec does.
-                set(conditions::STALLED, true, reason, msg);
-            }
+            set(conditions::READY, false, *reason, msg.clone());
+            set(conditions::STALLED, true, *reason, msg);
         }
-        None => {
+        // A transient data problem is the data condition's: Ready stays True (kstatus Current).
+        (_, Some((_, m))) => set(
+            conditions::READY,
+            true,
+            Reason::Evaluating,
+            format!(
+                "evaluating; {m}: taking no action, retrying every {} (see DataAvailable)",
+                spec.interval
+            ),
+        ),
+        (_, None) => {
             let (reason, msg) = if spec.guards.suspend {
                 (
                     Reason::Suspended,
@@ -340,6 +430,7 @@ mod tests {
                 }],
                 queries: 2,
                 fetch_error: None,
+                no_data: false,
             },
             open: None,
             held: None,
@@ -423,12 +514,130 @@ mod tests {
             message: "refused".into(),
         });
         assert!(!conditions::is_true(&down.conditions, conditions::STALLED));
-        let ready = down
-            .conditions
+        // A transient outage is the data condition's; Ready stays True (kstatus: Current).
+        assert!(conditions::is_true(&down.conditions, conditions::READY));
+        assert_eq!(
+            cond(&down, conditions::DATA_AVAILABLE),
+            ("False".into(), "PrometheusUnreachable".into())
+        );
+    }
+
+    fn cond(st: &RemediationPolicyStatus, t: &str) -> (String, String) {
+        st.conditions
             .iter()
-            .find(|c| c.type_ == conditions::READY)
-            .expect("ready");
-        assert_eq!(ready.reason, "PrometheusUnreachable");
+            .find(|c| c.type_ == t)
+            .map(|c| (c.status.clone(), c.reason.clone()))
+            .unwrap_or_default()
+    }
+
+    fn evaluated_with(
+        prev: Option<&RemediationPolicyStatus>,
+        t: TargetOutcome,
+        s: i64,
+    ) -> RemediationPolicyStatus {
+        build(
+            prev,
+            Some(&spec()),
+            Some(1),
+            &PolicyOutcome::Evaluated {
+                targets: vec![t],
+                queries: 2,
+            },
+            at(s),
+        )
+    }
+
+    #[test]
+    fn a_policy_that_never_gets_data_stops_looking_healthy() {
+        let empty = || {
+            let mut t = outcome(FaultKind::Inconclusive, 0.0);
+            t.evaluated.no_data = true;
+            t
+        };
+        // 30 s interval: the grace is 5 intervals (150 s).
+        let grace = blind_grace(&spec()).as_secs();
+        assert_eq!(grace, 150);
+        let first = evaluated_with(None, empty(), 0);
+        assert_eq!(
+            cond(&first, conditions::DATA_AVAILABLE),
+            ("False".into(), "NoData".into())
+        );
+        assert_eq!(cond(&first, conditions::READY).0, "True");
+        assert!(!conditions::is_true(&first.conditions, conditions::STALLED));
+        let later = evaluated_with(Some(&first), empty(), grace - 1);
+        assert!(!conditions::is_true(&later.conditions, conditions::STALLED));
+        // Past the grace: Stalled (kstatus: Failed), Ready=False, the same reason.
+        let stalled = evaluated_with(Some(&later), empty(), grace);
+        assert_eq!(
+            cond(&stalled, conditions::STALLED),
+            ("True".into(), "NoData".into())
+        );
+        assert_eq!(
+            cond(&stalled, conditions::READY),
+            ("False".into(), "NoData".into())
+        );
+        assert_ne!(digest(&later), digest(&stalled), "the change is written");
+        // Data arriving clears it at once.
+        let back = evaluated_with(Some(&stalled), outcome(FaultKind::Healthy, 0.1), grace + 30);
+        assert_eq!(
+            cond(&back, conditions::DATA_AVAILABLE),
+            ("True".into(), "SeriesFound".into())
+        );
+        assert_eq!(
+            cond(&back, conditions::READY),
+            ("True".into(), "Evaluating".into())
+        );
+        assert!(!conditions::is_true(&back.conditions, conditions::STALLED));
+    }
+
+    #[test]
+    fn an_outage_that_lasts_is_stalled_and_a_short_one_is_not() {
+        let down = || {
+            let mut t = outcome(FaultKind::Inconclusive, 0.0);
+            t.evaluated.fetch_error = Some(std::sync::Arc::new(FetchError::Prometheus {
+                signal: "cpu".into(),
+                source: PromError::Unreachable {
+                    url: "u".into(),
+                    message: "refused".into(),
+                },
+            }));
+            t
+        };
+        let a = evaluated_with(None, outcome(FaultKind::Healthy, 0.1), 0);
+        let b = evaluated_with(Some(&a), down(), 30);
+        let c = evaluated_with(Some(&b), down(), 30 + 149);
+        assert!(conditions::is_true(&c.conditions, conditions::READY));
+        let d = evaluated_with(Some(&c), down(), 30 + 150);
+        assert_eq!(
+            cond(&d, conditions::STALLED),
+            ("True".into(), "PrometheusUnreachable".into())
+        );
+    }
+
+    #[test]
+    fn the_data_condition_is_only_on_policies_that_read_data() {
+        let ok = evaluated_with(None, outcome(FaultKind::Healthy, 0.1), 0);
+        assert_eq!(cond(&ok, conditions::DATA_AVAILABLE).0, "True");
+        let invalid = build(
+            Some(&ok),
+            Some(&spec()),
+            Some(2),
+            &PolicyOutcome::Invalid("bad".into()),
+            at(10),
+        );
+        assert_eq!(
+            cond(&invalid, conditions::STALLED),
+            ("True".into(), "InvalidSpec".into())
+        );
+        assert_eq!(
+            cond(&invalid, conditions::DATA_AVAILABLE),
+            Default::default()
+        );
+        // A workload without pods has no data to miss.
+        let mut none = outcome(FaultKind::Inconclusive, 0.0);
+        none.evaluated.no_data = false;
+        let idle = evaluated_with(None, none, 0);
+        assert_eq!(cond(&idle, conditions::DATA_AVAILABLE).0, "True");
     }
 
     #[test]

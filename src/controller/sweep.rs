@@ -25,7 +25,7 @@ use super::{
     Context,
     apply::{self, PolicyCtx},
     cache::{PolicyEntry, Snapshot, WorkloadEntry},
-    events,
+    events, retention,
     status::{self, PolicyOutcome, TargetOutcome},
     validate,
 };
@@ -58,6 +58,8 @@ pub struct SweepState {
     fleet: FleetState,
     /// Per policy UID and target: the guard that held it on the last sweep (Events on change).
     held: HashMap<(String, TargetRef), &'static str>,
+    /// What the trail's retention already did.
+    trail: retention::State,
 }
 
 impl SweepState {
@@ -75,6 +77,9 @@ struct TargetObs {
     pods: Vec<LivePod>,
     pod_refs: Vec<PodRef>,
     history: Vec<Remediation>,
+    /// The highest incident number on record for this policy name and target, earlier policy
+    /// objects of the same name included.
+    last_seq: u32,
     /// Another policy also targets this workload: the note, and whether this policy is held.
     conflict: Option<(String, bool)>,
 }
@@ -100,6 +105,7 @@ pub async fn run_once(ctx: &Context, state: &mut SweepState) {
     let step = ctx.settings.query.step;
     let now = (now_ts.as_millisecond() as f64 / 1000.0 / step).floor() * step;
     let snap = ctx.caches.snapshot();
+    retention::run(ctx, &mut state.trail, &snap, now_ts).await;
     let due = observe(ctx, state, &snap, now_ts).await;
     if due.is_empty() {
         return;
@@ -319,7 +325,8 @@ async fn observe_policy(
                 started_at: p.started_at,
             })
             .collect();
-        let history = snap.history(&ns, &d.entry.name, &t);
+        let history = snap.history(&ns, &d.entry.name, &d.entry.uid, &t);
+        let last_seq = snap.last_seq(&ns, &d.entry.name, &t);
         let conflict = conflict_of(owners, &ns, &d.entry.name, &t);
         d.targets.push(TargetObs {
             target: t,
@@ -327,6 +334,7 @@ async fn observe_policy(
             pods,
             pod_refs,
             history,
+            last_seq,
             conflict,
         });
     }
@@ -416,6 +424,7 @@ async fn evaluate(ctx: &Context, due: &[Due], now: f64) -> (Vec<Vec<Evaluated>>,
                         verdicts: vec![],
                         queries: 0,
                         fetch_error: None,
+                        no_data: false,
                     })
                 })
                 .collect::<Vec<_>>()
@@ -490,6 +499,18 @@ fn decide(due: &[Due], evaluated: &[Vec<Evaluated>], now: Timestamp) -> Vec<Vec<
                                 message: note.clone(),
                             },
                         },
+                        // A policy re-created with an old name: number past the earlier
+                        // object's incidents, which are kept but are not this one's history.
+                        (_, Intent::Open(mut o)) if o.seq <= t.last_seq => {
+                            o.seq = t.last_seq.saturating_add(1);
+                            o.name = engine::incident_name(
+                                &d.entry.name,
+                                &t.target,
+                                &o.spec.fault,
+                                o.seq,
+                            );
+                            Intent::Open(o)
+                        }
                         (_, intent) => intent,
                     }
                 })

@@ -81,6 +81,9 @@ pub struct Evaluated {
     pub queries: u32,
     /// Why no data could be read, if so.
     pub fetch_error: Option<Arc<FetchError>>,
+    /// Prometheus answered, but no series of any signal had a point for this subject's pods
+    /// (wrong labels or metric names, or nothing scrapes them). False for a subject without pods.
+    pub no_data: bool,
 }
 
 impl Evaluated {
@@ -98,6 +101,7 @@ impl Evaluated {
                 .collect(),
             queries: 0,
             fetch_error: Some(e),
+            no_data: false,
         }
     }
 }
@@ -350,7 +354,20 @@ pub fn evaluate(
         verdicts: evaluate_all(&subject.spec.faults, &w, ctx),
         queries: uses.iter().map(|(_, q)| *q).collect::<BTreeSet<_>>().len() as u32,
         fetch_error: None,
+        no_data: !subject.pods.is_empty() && !has_points(&w),
     }
+}
+
+/// Whether any signal of the workload has a point.
+fn has_points(w: &WorkloadSeries) -> bool {
+    w.pods.iter().any(|p| {
+        [&p.cpu, &p.throttling, &p.memory, &p.restarts, &p.backoff]
+            .iter()
+            .any(|s| !s.is_empty())
+            || p.last_terminated.is_some()
+            || p.cpu_limit.is_some()
+            || p.memory_limit.is_some()
+    }) || w.signals.values().flatten().any(|s| !s.points.is_empty())
 }
 
 fn not_planned() -> Arc<FetchError> {

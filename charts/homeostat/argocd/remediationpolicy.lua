@@ -1,7 +1,8 @@
 -- Argo CD health check for homeostat.dev/RemediationPolicy.
 -- Suspended when spec.guards.suspend; Progressing until the operator has seen this generation or
--- while an incident is open (Reconciling); Degraded when Stalled (a spec error) or not Ready;
--- Healthy when Ready.
+-- while an incident is open (Reconciling); Degraded when Stalled (a spec error, or no usable data
+-- for longer than 5 intervals) or not Ready; Healthy when Ready, the message naming a transient
+-- data problem (DataAvailable=False) when there is one.
 local hs = {}
 if obj.spec ~= nil and obj.spec.guards ~= nil and obj.spec.guards.suspend == true then
   hs.status = "Suspended"
@@ -23,6 +24,7 @@ local function cond(t)
   return nil
 end
 local stalled, reconciling, ready = cond("Stalled"), cond("Reconciling"), cond("Ready")
+local data = cond("DataAvailable")
 if stalled ~= nil and stalled.status == "True" then
   hs.status = "Degraded"
   hs.message = stalled.reason .. ": " .. (stalled.message or "")
@@ -32,6 +34,9 @@ elseif reconciling ~= nil and reconciling.status == "True" then
 elseif ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
   hs.message = ready.message or ""
+  if data ~= nil and data.status == "False" then
+    hs.message = "DataAvailable=False " .. data.reason .. ": " .. (data.message or "")
+  end
 elseif ready ~= nil then
   hs.status = "Degraded"
   hs.message = ready.reason .. ": " .. (ready.message or "")

@@ -9,6 +9,15 @@ end
 local function c(t, status, reason, message)
   return { type = t, status = status, reason = reason, message = message }
 end
+-- With arguments, runs one check on one live object instead (the e2e suite):
+--   lua5.4 test.lua remediation.lua OBJECT.lua   (OBJECT.lua: `return { ... }`, the object)
+-- and prints "<health status>\t<message>".
+if arg[1] ~= nil then
+  local o = assert(loadfile(arg[2]))()
+  local hs = run(arg[1], o)
+  print(hs.status .. "\t" .. (hs.message or ""))
+  return
+end
 local failed = 0
 local function check(script, name, o, want)
   local hs = run(script, o)
@@ -46,6 +55,12 @@ check(P, "incident open", { metadata = meta, status = { observedGeneration = 2,
   conditions = { c("Ready", "True", "Evaluating", "ok"), c("Reconciling", "True", "IncidentOpen", "web-x7k2p Acting") } } }, "Progressing")
 check(P, "spec error (Stalled)", { metadata = meta, status = { observedGeneration = 2,
   conditions = { c("Ready", "False", "PrometheusURLNotAllowed", "not allowed"), c("Stalled", "True", "PrometheusURLNotAllowed", "not allowed") } } }, "Degraded")
+check(P, "no data yet (DataAvailable=False)", { metadata = meta, status = { observedGeneration = 2,
+  conditions = { c("Ready", "True", "Evaluating", "evaluating; no series"), c("DataAvailable", "False", "NoData", "no series"),
+  c("Stalled", "False", "Evaluating", "") } } }, "Healthy")
+check(P, "no data for long (Stalled)", { metadata = meta, status = { observedGeneration = 2,
+  conditions = { c("Ready", "False", "NoData", "no series for 300s"), c("DataAvailable", "False", "NoData", "no series"),
+  c("Stalled", "True", "NoData", "no series for 300s") } } }, "Degraded")
 check(P, "Prometheus down (Ready=False)", { metadata = meta, status = { observedGeneration = 2,
   conditions = { c("Ready", "False", "PrometheusUnreachable", "connection refused") } } }, "Degraded")
 if failed > 0 then

@@ -78,10 +78,11 @@ per-namespace Roles (watchNamespaces). One comment per rule: the call the operat
 - apiGroups: ["homeostat.dev"]
   resources: ["remediationpolicies/status"]
   verbs: ["patch"]
-# Open incidents (create) and keep every policy's incident history in a cache (list + watch).
+# Open incidents (create), keep every policy's incident history in a cache (list + watch) and
+# prune that history by age and count (delete; see --remediation-history-limit and -max-age).
 - apiGroups: ["homeostat.dev"]
   resources: ["remediations"]
-  verbs: ["list", "watch", "create"]
+  verbs: ["list", "watch", "create", "delete"]
 # Advance an incident: server-side apply on the status subresource.
 - apiGroups: ["homeostat.dev"]
   resources: ["remediations/status"]

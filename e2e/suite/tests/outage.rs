@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::{path::PathBuf, process::Command, time::Duration};
+use std::{path::PathBuf, process::Command};
 
 use homeostat::v1alpha1::Phase;
 use support::*;
@@ -63,18 +63,21 @@ async fn prometheus_outage_means_no_action_and_a_visible_condition() {
     .unwrap();
     wait_for("the policy evaluating normally", 90, || async {
         let p = policy(&env, &ns.name, "web").await;
-        (ready(&p)? == ("True".to_string(), "Evaluating".to_string())).then_some(())
+        (ready(&p)? == ("True".to_string(), "Evaluating".to_string())
+            && condition(&p, "DataAvailable")?.0 == "True")
+            .then_some(())
     })
     .await;
 
     prometheus("stop");
     let stopped = std::time::Instant::now();
+    // A transient outage is reported in DataAvailable; Ready stays True (kstatus: Current).
     let (status, reason) = wait_for(
-        "Ready=False because Prometheus is unreachable",
+        "DataAvailable=False because Prometheus is unreachable",
         60,
         || async {
             let p = policy(&env, &ns.name, "web").await;
-            ready(&p).filter(|r| r.0 == "False")
+            condition(&p, "DataAvailable").filter(|r| r.0 == "False")
         },
     )
     .await;
@@ -87,6 +90,15 @@ async fn prometheus_outage_means_no_action_and_a_visible_condition() {
         ("False", "PrometheusUnreachable")
     );
     let p = policy(&env, &ns.name, "web").await;
+    assert_eq!(
+        ready(&p).map(|r| r.0),
+        Some("True".into()),
+        "{:?}",
+        p.status
+    );
+    let ks = kstatus(&ns.name, "remediationpolicies/web").await;
+    assert_eq!(ks["web"].0, "Current", "a transient outage: {ks:?}");
+    let p = policy(&env, &ns.name, "web").await;
     let verdicts = p.status.unwrap().last_evaluation.unwrap().verdicts;
     assert!(
         verdicts
@@ -94,8 +106,19 @@ async fn prometheus_outage_means_no_action_and_a_visible_condition() {
             .all(|v| v.verdict == homeostat::v1alpha1::FaultKind::Inconclusive),
         "every verdict is Inconclusive while blind: {verdicts:?}"
     );
-    // Stay blind past the fault's onset and its `for`: still no action.
-    tokio::time::sleep(Duration::from_secs(60)).await;
+    // Stay blind past the fault's onset and its `for`: still no action; past 5 intervals (at
+    // least 60 s) the outage is no longer transient: Stalled, read as Failed.
+    wait_for("Stalled=True after a lasting outage", 120, || async {
+        let p = policy(&env, &ns.name, "web").await;
+        (condition(&p, "Stalled")? == ("True".into(), "PrometheusUnreachable".into())).then_some(())
+    })
+    .await;
+    println!(
+        "FIGURE outage_to_stalled_seconds value={:.1}",
+        stopped.elapsed().as_secs_f64()
+    );
+    let ks = kstatus(&ns.name, "remediationpolicies/web").await;
+    assert_eq!(ks["web"].0, "Failed", "a lasting outage: {ks:?}");
     assert!(
         remediations(&env, &ns.name).await.is_empty(),
         "no action without data"
@@ -107,11 +130,20 @@ async fn prometheus_outage_means_no_action_and_a_visible_condition() {
     );
 
     prometheus("start");
-    wait_for("evaluation resuming (Ready=True)", 90, || async {
-        let p = policy(&env, &ns.name, "web").await;
-        (ready(&p)?.0 == "True").then_some(())
-    })
+    wait_for(
+        "evaluation resuming (Ready=True, data back)",
+        90,
+        || async {
+            let p = policy(&env, &ns.name, "web").await;
+            (ready(&p)?.0 == "True" && condition(&p, "DataAvailable")?.0 == "True").then_some(())
+        },
+    )
     .await;
+    let ks = kstatus(&ns.name, "remediationpolicies/web").await;
+    assert!(
+        matches!(ks["web"].0.as_str(), "Current" | "InProgress"),
+        "data back: {ks:?}"
+    );
     // With data back and the fault sustained, the operator acts.
     let r = wait_phase(&env, &ns.name, Phase::Succeeded, 240).await;
     assert_eq!(r.spec.pods, vec![before[0].0.clone()]);

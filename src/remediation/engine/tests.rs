@@ -75,6 +75,7 @@ fn verdict(kind: FaultKind, pods: &[&str]) -> Evaluated {
         }],
         queries: 2,
         fetch_error: None,
+        no_data: false,
     }
 }
 

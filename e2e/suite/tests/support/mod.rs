@@ -386,3 +386,140 @@ pub const RUNAWAY_FAULTS: &str = r#"  - name: crashloop
 
 /// Guards for tests: no cooldown interference within one test.
 pub const FAST_GUARDS: &str = "  guards: {cooldown: 5m, maxActionsPerHour: 5, maxUnavailable: 1}\n";
+
+/// Creates a Deployment the simulator does not know (no scenario annotation): its pods run on
+/// kwok and Prometheus has no series for them.
+pub async fn deploy_unsimulated(env: &Env, ns: &str, name: &str, replicas: i32) {
+    let d: Deployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "nodeSelector": {"type": "kwok"},
+                    "containers": [{"name": "app", "image": "registry.invalid/app:1"}]
+                }
+            }
+        }
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(env.client.clone(), ns)
+        .create(&PostParams::default(), &d)
+        .await
+        .expect("create deployment");
+    wait_for(
+        &format!("{ns}/{name}: {replicas} pods running"),
+        60,
+        || async { (running_pods(env, ns, name).await.len() == replicas as usize).then_some(()) },
+    )
+    .await;
+}
+
+/// How Flux's kstatus library (`e2e/kstatus`, built by `e2e/kstatus/build`, path in
+/// `HOMEOSTAT_E2E_KSTATUS`) reads the live objects of `resource` in `ns`, through the admin
+/// kubeconfig: name → (status, message).
+pub async fn kstatus(ns: &str, resource: &str) -> BTreeMap<String, (String, String)> {
+    let bin = var("HOMEOSTAT_E2E_KSTATUS");
+    let out = Command::new(&bin)
+        .args([
+            "-kubeconfig",
+            &var("KUBECONFIG"),
+            "-namespace",
+            ns,
+            resource,
+        ])
+        .output()
+        .await
+        .expect("run e2e/kstatus");
+    assert!(
+        out.status.success(),
+        "{bin} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+            let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+            (s("name"), (s("status"), s("message")))
+        })
+        .collect()
+}
+
+/// A JSON value as a Lua table constructor (strings escaped as Lua 5.4 reads them).
+fn lua(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Null => "nil".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("{s:?}"),
+        Value::Array(a) => format!("{{{}}}", a.iter().map(lua).collect::<Vec<_>>().join(", ")),
+        Value::Object(o) => format!(
+            "{{{}}}",
+            o.iter()
+                .map(|(k, v)| format!("[{k:?}] = {}", lua(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Argo CD's health of each live object of kind `K` in `ns`, by the chart's Lua check
+/// (`charts/homeostat/argocd/<script>`, run by its test harness with `lua5.4`): name → (status,
+/// message).
+pub async fn argocd_health<K>(
+    env: &Env,
+    ns: &str,
+    script: &str,
+) -> BTreeMap<String, (String, String)>
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    use kube::{api::DynamicObject, discovery::ApiResource};
+    let repo = PathBuf::from(var("HOMEOSTAT_E2E_REPO"));
+    let dir = repo.join("charts/homeostat/argocd");
+    let ar = ApiResource::erase::<K>(&());
+    let objs = Api::<DynamicObject>::namespaced_with(env.client.clone(), ns, &ar)
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items;
+    let mut out = BTreeMap::new();
+    for o in objs {
+        let v = serde_json::to_value(&o).unwrap();
+        let name = o.metadata.name.clone().unwrap_or_default();
+        let file = env.log_dir.join(format!("{ns}-{name}.lua"));
+        std::fs::write(&file, format!("return {}\n", lua(&v))).expect("write the object");
+        let run = Command::new("lua5.4")
+            .arg(dir.join("test.lua"))
+            .arg(script)
+            .arg(&file)
+            .output()
+            .await
+            .expect("lua5.4 (apt-get install lua5.4)");
+        assert!(
+            run.status.success(),
+            "the Argo CD check {script} failed on {name}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let text = String::from_utf8_lossy(&run.stdout).trim().to_string();
+        let (status, message) = text.split_once('\t').unwrap_or((&text, ""));
+        out.insert(name, (status.to_string(), message.to_string()));
+    }
+    out
+}
+
+/// A condition of a policy: (status, reason).
+pub fn condition(p: &RemediationPolicy, t: &str) -> Option<(String, String)> {
+    p.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == t)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}

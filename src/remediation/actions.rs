@@ -126,57 +126,6 @@ pub async fn get_workload(
     }))
 }
 
-/// Lists the workload's pods that are not terminating, oldest first.
-pub async fn list_pods(
-    client: &Client,
-    ns: &str,
-    w: &Workload,
-) -> Result<Vec<LivePod>, kube::Error> {
-    let Some(sel) = w.selector.clone() else {
-        return Ok(vec![]);
-    };
-    let selector = Selector::try_from(sel).map_err(|e| {
-        kube::Error::Api(
-            kube::core::Status::failure(
-                &format!("workload {} has an unusable selector: {e}", w.target),
-                "BadSelector",
-            )
-            .boxed(),
-        )
-    })?;
-    let pods = Api::<Pod>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels_from(&selector))
-        .await?;
-    let mut live: Vec<LivePod> = pods
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| {
-            !matches!(
-                p.status.as_ref().and_then(|s| s.phase.as_deref()),
-                Some("Succeeded" | "Failed")
-            )
-        })
-        .map(|p| LivePod {
-            started_at: p
-                .status
-                .as_ref()
-                .and_then(|s| s.start_time.as_ref())
-                .or(p.metadata.creation_timestamp.as_ref())
-                .map(|t: &Time| t.0.as_second() as f64),
-            uid: p.uid().unwrap_or_default(),
-            name: p.name_any(),
-        })
-        .collect();
-    live.sort_by(|a, b| {
-        a.started_at
-            .unwrap_or(0.0)
-            .total_cmp(&b.started_at.unwrap_or(0.0))
-            .then(a.name.cmp(&b.name))
-    });
-    Ok(live)
-}
-
 /// Why no attempt could be planned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PlanError {

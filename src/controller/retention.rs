@@ -58,7 +58,7 @@ impl Default for Limits {
 }
 
 /// Why a Remediation is acted on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Why {
     /// Finished longer ago than `max_age`.
     Age,
@@ -182,11 +182,12 @@ pub fn lookback(spec: &crate::v1alpha1::RemediationPolicySpec) -> SignedDuration
         .max(SignedDuration::from_hours(1))
 }
 
-/// What retention remembers between sweeps: the steps already carried out, so a cache that has
-/// not caught up yet does not make it repeat them.
+/// What retention remembers between sweeps: the steps already carried out (per object and kind
+/// of step: a halted incident is deleted later), so a cache that has not caught up yet does not
+/// make it repeat them.
 #[derive(Default)]
 pub struct State {
-    done: HashSet<String>,
+    done: HashSet<(String, Why)>,
     failed: HashSet<String>,
 }
 
@@ -208,13 +209,13 @@ pub async fn run(ctx: &Context, state: &mut State, snap: &Snapshot, now: Timesta
         .collect();
     let plan = choose(&rems, &live, &ctx.settings.retention, now);
     let present: HashSet<String> = rems.iter().filter_map(|r| r.uid()).collect();
-    state.done.retain(|uid| present.contains(uid));
+    state.done.retain(|(uid, _)| present.contains(uid));
     state.failed.retain(|uid| present.contains(uid));
     let steps: Vec<Step> = plan
         .halt
         .into_iter()
         .chain(plan.delete)
-        .filter(|s| !state.done.contains(&s.uid))
+        .filter(|s| !state.done.contains(&(s.uid.clone(), s.why)))
         // Another replica's shard is pruned by that replica.
         .filter(|s| ctx.fence.holds_namespace(&s.namespace))
         .take(ctx.settings.retention.per_sweep.max(1))
@@ -261,7 +262,7 @@ pub async fn run(ctx: &Context, state: &mut State, snap: &Snapshot, now: Timesta
         };
         match result {
             Ok(()) => {
-                state.done.insert(s.uid.clone());
+                state.done.insert((s.uid.clone(), s.why));
                 ctx.count_write("remediation_retention");
                 *counts.entry(s.why.as_str()).or_default() += 1;
                 ctx.metrics

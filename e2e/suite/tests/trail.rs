@@ -194,3 +194,43 @@ async fn remediations_outlive_their_policy_until_retention_prunes_them() {
         op.log.display()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_incident_of_a_deleted_policy_is_halted_then_pruned() {
+    let env = Env::get().await;
+    let ns = TestNs::new(&env, "orphan").await;
+    let _op = Operator::start(&env, &ns.name, "op", &["--remediation-max-age", "30s"], &[]).await;
+    deploy(&env, &ns.name, "web", 2, "runaway", &[("sick-after", "5s")]).await;
+    // A long verification keeps the incident open after its eviction.
+    let yaml = policy_yaml("fix", "web", RUNAWAY_FAULTS, FAST_GUARDS).replace(
+        "verify: {stableFor: 20s, timeout: 60s, maxAttempts: 2}",
+        "verify: {stableFor: 90s, timeout: 180s, maxAttempts: 2}",
+    );
+    apply_policy(&env, &ns.name, &yaml).await.unwrap();
+    let open = wait_phase(&env, &ns.name, Phase::Verifying, 180).await;
+    Api::<RemediationPolicy>::namespaced(env.client.clone(), &ns.name)
+        .delete("fix", &DeleteParams::default())
+        .await
+        .unwrap();
+    let rems = Api::<Remediation>::namespaced(env.client.clone(), &ns.name);
+    let name = open.name_any();
+    let halted = wait_for("the orphaned incident halted", 60, || async {
+        let r = rems.get_opt(&name).await.unwrap()?;
+        (r.status.as_ref()?.phase == Phase::Halted).then_some(r)
+    })
+    .await;
+    let s = halted.status.unwrap();
+    assert!(
+        s.message.contains("policy fix was deleted"),
+        "{}",
+        s.message
+    );
+    assert_eq!(s.attempts.len(), 1, "no further step: {:?}", s.attempts);
+    let ks = kstatus(&ns.name, &format!("remediations/{name}")).await;
+    assert_eq!(ks[&name].0, "Current", "halted on purpose: {ks:?}");
+    // Then it ages like any finished incident (30 s).
+    wait_for("the halted incident pruned by age", 90, || async {
+        rems.get_opt(&name).await.unwrap().is_none().then_some(())
+    })
+    .await;
+}

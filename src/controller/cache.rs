@@ -32,11 +32,13 @@ use kube::{
 use serde::de::DeserializeOwned;
 use tracing::warn;
 
+mod autoscalers;
+
 use crate::{
     remediation::{
         actions::{LivePod, RESTARTED_AT, Workload},
-        owners::{self, Autoscaler, ReplicasOwner},
         engine::SEQ_LABEL,
+        owners::{self, ReplicasOwner},
     },
     v1alpha1::{Remediation, RemediationPolicy, TargetRef, WorkloadKind},
 };
@@ -243,77 +245,6 @@ fn prune_statefulset(d: &mut StatefulSet) {
     }
 }
 
-fn prune_hpa(h: &mut HorizontalPodAutoscaler) {
-    owners::prune_managed(&mut h.metadata.managed_fields, "minReplicas");
-    // Only the GitOps tracking marks are read.
-    for m in [&mut h.metadata.annotations, &mut h.metadata.labels] {
-        if let Some(map) = m.as_mut() {
-            map.retain(|k, _| owners::GITOPS_TRACKING.contains(&k.as_str()));
-        }
-    }
-    h.status = None;
-    if let Some(s) = h.spec.as_mut() {
-        s.metrics = None;
-        s.behavior = None;
-    }
-}
-
-/// KEDA ScaledObjects, served by a CRD that may not be installed.
-fn scaled_object_resource() -> ApiResource {
-    ApiResource {
-        group: "keda.sh".into(),
-        version: "v1alpha1".into(),
-        api_version: "keda.sh/v1alpha1".into(),
-        kind: "ScaledObject".into(),
-        plural: "scaledobjects".into(),
-    }
-}
-
-/// How often to look again for the ScaledObject CRD while it is not served.
-const KEDA_RECHECK: std::time::Duration = std::time::Duration::from_secs(300);
-
-/// Watches ScaledObjects once the apiserver serves them: until then (KEDA not installed) the
-/// store stays empty, which means none, and discovery is asked again every [`KEDA_RECHECK`].
-fn spawn_scaled_objects(
-    client: Client,
-    api: Api<DynamicObject>,
-    writer: Writer<DynamicObject>,
-) -> BoxFuture<'static, ()> {
-    Box::pin(async move {
-        let ar = scaled_object_resource();
-        loop {
-            match client.list_api_group_resources(&ar.api_version).await {
-                Ok(list) if list.resources.iter().any(|r| r.name == ar.plural) => break,
-                Ok(_) => {}
-                Err(e) if matches!(&e, kube::Error::Api(s) if s.code == 404) => {}
-                Err(e) => {
-                    warn!(error = %e, "cannot tell whether KEDA ScaledObjects are served; asking again in {}s (until then none are assumed)", KEDA_RECHECK.as_secs());
-                }
-            }
-            tokio::time::sleep(KEDA_RECHECK).await;
-        }
-        tracing::info!(
-            "KEDA ScaledObjects are served: watching them (a Scale is refused on their targets)"
-        );
-        let stream = watcher(api, watcher::Config::default().any_semantic())
-            .default_backoff()
-            .modify(|o: &mut DynamicObject| {
-                o.metadata.managed_fields = None;
-                o.metadata.annotations = None;
-                o.metadata.labels = None;
-                let target = o.data.pointer("/spec/scaleTargetRef").cloned();
-                o.data = serde_json::json!({"spec": {"scaleTargetRef": target}});
-            })
-            .reflect(writer);
-        futures::pin_mut!(stream);
-        while let Some(ev) = stream.next().await {
-            if let Err(e) = ev {
-                warn!(kind = "ScaledObject", error = %e, "watch failed; retrying with backoff (the cache keeps its last state)");
-            }
-        }
-    })
-}
-
 fn prune_meta<K>(m: &mut PartialObjectMeta<K>) {
     m.metadata.managed_fields = None;
     m.metadata.annotations = None;
@@ -382,13 +313,17 @@ impl Caches {
             typed!(
                 HorizontalPodAutoscaler,
                 hpas,
-                prune_hpa,
+                autoscalers::prune_hpa,
                 "HorizontalPodAutoscaler"
             );
-            let so = scaled_object_resource();
+            let so = autoscalers::scaled_object_resource();
             let w = Writer::new(so.clone());
             c.scaled_objects.push(w.as_reader());
-            tasks.push(spawn_scaled_objects(client.clone(), dyn_api(&so), w));
+            tasks.push(autoscalers::watch_scaled_objects(
+                client.clone(),
+                dyn_api(&so),
+                w,
+            ));
         }
         (Arc::new(c), tasks)
     }
@@ -448,7 +383,7 @@ impl Caches {
         let entries = deployments
             .filter_map(|d| deployment_entry(&d))
             .chain(statefulsets.filter_map(|d| statefulset_entry(&d)));
-        let mut scalers = self.autoscalers();
+        let mut scalers = autoscalers::index(&self.hpas, &self.scaled_objects);
         for (ns, mut e) in entries {
             let t = &e.workload.target;
             let key = (ns, t.kind, t.name.clone());
@@ -499,63 +434,6 @@ impl Caches {
         snap.incidents = incidents;
         snap.foreign = foreign;
         snap
-    }
-
-    /// The autoscalers naming each workload: HPAs (with the ScaledObject that made one, if KEDA
-    /// did) and ScaledObjects.
-    fn autoscalers(&self) -> HashMap<(String, WorkloadKind, String), Vec<Autoscaler>> {
-        let mut out: HashMap<(String, WorkloadKind, String), Vec<Autoscaler>> = HashMap::new();
-        for s in &self.hpas {
-            for h in s.state() {
-                let (Some(ns), Some(spec)) = (h.namespace(), h.spec.as_ref()) else {
-                    continue;
-                };
-                let r = &spec.scale_target_ref;
-                let Some(kind) = workload_kind(r.api_version.as_deref(), &r.kind) else {
-                    continue;
-                };
-                let keda = h
-                    .owner_references()
-                    .iter()
-                    .find(|o| o.kind == "ScaledObject" && o.api_version.starts_with("keda.sh/"))
-                    .map(|o| o.name.clone());
-                let min_owned_by = h.metadata.managed_fields.as_deref().and_then(|m| {
-                    let marks = h.labels().keys().chain(h.annotations().keys());
-                    owners::gitops_owner(m, "minReplicas", marks.map(String::as_str))
-                });
-                out.entry((ns, kind, r.name.clone()))
-                    .or_default()
-                    .push(Autoscaler::Hpa {
-                        hpa: owners::Hpa {
-                            name: h.name_any(),
-                            min_replicas: spec.min_replicas,
-                            max_replicas: spec.max_replicas,
-                            min_owned_by,
-                        },
-                        keda,
-                    });
-            }
-        }
-        for s in &self.scaled_objects {
-            for o in s.state() {
-                let Some(ns) = o.namespace() else { continue };
-                let r = o.data.pointer("/spec/scaleTargetRef");
-                let name = r.and_then(|r| r.get("name")).and_then(|n| n.as_str());
-                // KEDA's default target kind is a Deployment.
-                let kind = r.and_then(|r| r.get("kind")).and_then(|k| k.as_str());
-                let api_version = r.and_then(|r| r.get("apiVersion")).and_then(|k| k.as_str());
-                let (Some(name), Some(kind)) = (
-                    name,
-                    workload_kind(api_version, kind.unwrap_or("Deployment")),
-                ) else {
-                    continue;
-                };
-                out.entry((ns, kind, name.to_string()))
-                    .or_default()
-                    .push(Autoscaler::ScaledObject(o.name_any()));
-            }
-        }
-        out
     }
 
     fn policy_entries(&self) -> Vec<PolicyEntry> {
@@ -670,16 +548,6 @@ fn decode<T: DeserializeOwned>(o: &DynamicObject) -> Decoded<T> {
     serde_json::to_value(o)
         .and_then(serde_json::from_value::<T>)
         .map_err(|e| e.to_string())
-}
-
-/// The workload kind an autoscaler's target reference names, if homeostat handles it.
-fn workload_kind(api_version: Option<&str>, kind: &str) -> Option<WorkloadKind> {
-    let apps = api_version.is_none_or(|v| v.starts_with("apps/"));
-    match kind {
-        "Deployment" if apps => Some(WorkloadKind::Deployment),
-        "StatefulSet" if apps => Some(WorkloadKind::StatefulSet),
-        _ => None,
-    }
 }
 
 fn controller_uid(

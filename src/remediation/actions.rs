@@ -14,8 +14,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, ResourceExt,
-    api::{ApiResource, DynamicObject, EvictParams, ListParams, Patch, PatchParams},
-    core::Selector,
+    api::{ApiResource, DynamicObject, EvictParams, Patch, PatchParams},
 };
 use serde_json::json;
 

@@ -582,7 +582,7 @@ async fn prometheus_answers_with_warnings() {
         .await
         .unwrap();
     let warned = probe["warnings"].as_array().is_some_and(|w| !w.is_empty());
-    let op = Operator::start(&env, &ns.name, "op", &["--prometheus-url", &side.url], &[]).await;
+    let op = Operator::start_with_prometheus(&env, &ns.name, "op", &side.url, &[], &[]).await;
     let (observed, pass) = runaway_case(&env, &ns.name, &[], Safe::AtMostOnce, 150).await;
     let logged = op.log_text().to_lowercase().contains("warning");
     let observed = format!(

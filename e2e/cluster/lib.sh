@@ -7,6 +7,8 @@ K8S_VERSION=v1.34.4
 KWOK_VERSION=v0.8.0
 HELM_VERSION=v3.22.0
 KSM_VERSION=v2.16.0
+# Upstream Prometheus with kubernetes_sd (e2e/prometheus/build), for the real node's stack.
+PROM_K8S_VERSION=v2.55.1
 
 E2E_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CLUSTER_SRC="$E2E_ROOT/cluster"
@@ -16,6 +18,7 @@ K8S_BIN="$CACHE_DIR/k8s-$K8S_VERSION/bin"
 KWOK_BIN="$CACHE_DIR/kwok-$KWOK_VERSION/bin"
 HELM_BIN="$CACHE_DIR/helm-$HELM_VERSION/bin"
 KSM_BIN="$CACHE_DIR/kube-state-metrics-$KSM_VERSION/bin"
+PROM_K8S_BIN="$CACHE_DIR/prometheus-$PROM_K8S_VERSION/bin"
 KWOK_STAGES="$CACHE_DIR/kwok-$KWOK_VERSION/stages.yaml"
 
 STATE_DIR="${HOMEOSTAT_E2E_DIR:-/tmp/homeostat-e2e}"

@@ -114,6 +114,7 @@ async fn open(ctx: &Context, p: &PolicyCtx<'_>, o: Opening) -> Result<Option<Rem
     };
     ctx.count_write("remediation");
     ctx.caches_remember(&created);
+    crate::failpoint::hit("after-opened");
     let saved = save(ctx, &created, &o.status).await?;
     info!(
         remediation = %saved.name_any(),
@@ -164,6 +165,7 @@ async fn advance(
         return Ok(rem);
     }
     let saved = if a.changed() {
+        crate::failpoint::hit_at("before-saving", a.status.phase.as_str());
         save(ctx, &rem, &a.status).await?
     } else {
         rem
@@ -288,6 +290,7 @@ async fn execute(
     let applied = matches!(outcome, Outcome::Applied(_));
     let next = engine::after_execution(s, outcome, p.spec, Timestamp::now());
     let saved = save(ctx, &rem, &next).await?;
+    crate::failpoint::hit("after-outcome-saved");
     if applied {
         notify_all(ctx, p, &saved, &next, true);
     }

@@ -163,6 +163,8 @@ fn pod_view(pod: &Pod, replicaset: &str, deployment: &str) -> Option<PodView> {
             start_time,
             limits,
             requests,
+            clock_offset: jiff::SignedDuration::ZERO,
+            unexported: false,
         },
     })
 }

@@ -134,8 +134,24 @@ impl Engine {
                 };
                 events.push(event(level, e.to_string()));
             }
-            for p in view.pods {
+            // The youngest `unexported_pods` pods get no cAdvisor series.
+            let mut by_age: Vec<(Timestamp, &str)> = view
+                .pods
+                .iter()
+                .map(|p| (p.facts.created_at, p.facts.name.as_str()))
+                .collect();
+            by_age.sort();
+            let hidden: BTreeSet<String> = by_age
+                .iter()
+                .rev()
+                .take(tracked.sim.params().unexported_pods)
+                .map(|(_, n)| (*n).to_string())
+                .collect();
+            let offset = tracked.sim.params().clock_offset;
+            for mut p in view.pods {
                 if let Some(sample) = out.samples.get(&p.facts.name) {
+                    p.meta.clock_offset = offset;
+                    p.meta.unexported = hidden.contains(&p.facts.name);
                     observations.push((p.meta, *sample));
                 }
             }
@@ -190,6 +206,8 @@ mod tests {
                     memory_bytes: Some(512.0 * 1024.0 * 1024.0),
                 },
                 requests: Resources::default(),
+                clock_offset: jiff::SignedDuration::ZERO,
+                unexported: false,
             },
             facts: PodFacts {
                 name: name.into(),

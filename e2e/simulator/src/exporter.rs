@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 use crate::scenario::{PodSample, TerminationReason};
 
@@ -34,6 +34,11 @@ pub struct PodMeta {
     pub start_time: Timestamp,
     pub limits: Resources,
     pub requests: Resources,
+    /// Offset of the node's clock: cAdvisor samples carry explicit timestamps shifted by it
+    /// (none are written when zero).
+    pub clock_offset: SignedDuration,
+    /// No cAdvisor series for this pod.
+    pub unexported: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -134,38 +139,52 @@ impl Exporter {
                 ("container", p.meta.container.clone()),
             ]
         };
-
-        family(
-            &mut out,
-            "container_cpu_usage_seconds_total",
-            "counter",
-            "Cumulative cpu time consumed in seconds.",
-            pods.iter().map(|p| (container_labels(p), p.cpu_seconds)),
-        );
-        family(
-            &mut out,
-            "container_cpu_cfs_periods_total",
-            "counter",
-            "Number of elapsed enforcement period intervals.",
-            pods.iter()
-                .map(|p| (container_labels(p), p.cfs_periods.floor())),
-        );
-        family(
-            &mut out,
-            "container_cpu_cfs_throttled_periods_total",
-            "counter",
-            "Number of throttled period intervals.",
-            pods.iter()
-                .map(|p| (container_labels(p), p.cfs_throttled_periods.floor())),
-        );
-        family(
-            &mut out,
-            "container_memory_working_set_bytes",
-            "gauge",
-            "Current working set in bytes.",
-            pods.iter()
-                .map(|p| (container_labels(p), p.memory_bytes.round())),
-        );
+        // cAdvisor: the pods that export it, stamped by their node's clock when it is skewed.
+        let cadvisor: Vec<&PodSeries> = pods
+            .iter()
+            .copied()
+            .filter(|p| !p.meta.unexported)
+            .collect();
+        let stamp = |p: &PodSeries| {
+            (!p.meta.clock_offset.is_zero())
+                .then(|| p.last_update.as_millisecond() + p.meta.clock_offset.as_millis() as i64)
+        };
+        for (name, kind, help, value) in [
+            (
+                "container_cpu_usage_seconds_total",
+                "counter",
+                "Cumulative cpu time consumed in seconds.",
+                (|p: &PodSeries| p.cpu_seconds) as fn(&PodSeries) -> f64,
+            ),
+            (
+                "container_cpu_cfs_periods_total",
+                "counter",
+                "Number of elapsed enforcement period intervals.",
+                |p: &PodSeries| p.cfs_periods.floor(),
+            ),
+            (
+                "container_cpu_cfs_throttled_periods_total",
+                "counter",
+                "Number of throttled period intervals.",
+                |p: &PodSeries| p.cfs_throttled_periods.floor(),
+            ),
+            (
+                "container_memory_working_set_bytes",
+                "gauge",
+                "Current working set in bytes.",
+                |p: &PodSeries| p.memory_bytes.round(),
+            ),
+        ] {
+            family_at(
+                &mut out,
+                name,
+                kind,
+                help,
+                cadvisor
+                    .iter()
+                    .map(|p| (container_labels(p), value(p), stamp(p))),
+            );
+        }
 
         family(
             &mut out,
@@ -316,9 +335,20 @@ fn family(
     help: &str,
     samples: impl Iterator<Item = (Labels, f64)>,
 ) {
+    family_at(out, name, kind, help, samples.map(|(l, v)| (l, v, None)));
+}
+
+/// A metric family whose samples may carry an explicit timestamp (unix milliseconds).
+fn family_at(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl Iterator<Item = (Labels, f64, Option<i64>)>,
+) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
-    for (labels, value) in samples {
+    for (labels, value, stamp) in samples {
         out.push_str(name);
         out.push('{');
         for (i, (k, v)) in labels.iter().enumerate() {
@@ -331,7 +361,11 @@ fn family(
             out.push('"');
         }
         out.push_str("} ");
-        let _ = writeln!(out, "{}", format_value(value));
+        match stamp {
+            Some(ms) => writeln!(out, "{} {ms}", format_value(value)),
+            None => writeln!(out, "{}", format_value(value)),
+        }
+        .ok();
     }
 }
 
@@ -461,7 +495,46 @@ mod tests {
                 cpu_cores: Some(0.5),
                 memory_bytes: None,
             },
+            clock_offset: SignedDuration::ZERO,
+            unexported: false,
         }
+    }
+
+    #[test]
+    fn skewed_pods_carry_their_node_clock_and_unexported_pods_lack_cadvisor() {
+        let now = Timestamp::from_second(1_700_000_100).unwrap();
+        let mut skewed = meta("web-1-a");
+        skewed.clock_offset = SignedDuration::from_secs(-60);
+        let mut hidden = meta("web-1-b");
+        hidden.unexported = true;
+        let mut e = Exporter::new();
+        e.update(
+            now,
+            vec![(skewed, sample(0.5, 0.1, 0)), (hidden, sample(0.5, 0.1, 0))],
+        );
+        let text = e.render();
+        let cpu_a = text
+            .lines()
+            .find(|l| l.starts_with("container_cpu_usage_seconds_total{") && l.contains("web-1-a"))
+            .unwrap();
+        assert!(cpu_a.ends_with(" 1700000040000"), "{cpu_a}");
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with("container_") && l.contains("web-1-b")),
+            "no cAdvisor series for the unexported pod"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("kube_pod_info{") && l.contains("web-1-b")),
+            "kube-state-metrics still lists it"
+        );
+        assert!(
+            text.lines()
+                .filter(|l| l.starts_with("kube_pod_info{"))
+                .all(|l| l.ends_with(" 1")),
+            "kube-state-metrics carries no timestamps"
+        );
     }
 
     fn sample(cpu: f64, throttle: f64, restarts: u32) -> PodSample {

@@ -24,6 +24,12 @@ pub const ANN_LOAD: &str = "homeostat.dev/load";
 pub const ANN_LEAK_RATE: &str = "homeostat.dev/leak-rate";
 /// Which pods leak in the `leak` scenario: "one" (oldest) or "all".
 pub const ANN_LEAK_PODS: &str = "homeostat.dev/leak-pods";
+/// Offset of the pods' node clock ("-60s", "+30s"): cAdvisor samples carry explicit
+/// timestamps that far from the simulator's clock, as a kubelet with a skewed clock writes them.
+pub const ANN_CLOCK_OFFSET: &str = "homeostat.dev/clock-offset";
+/// How many of the youngest pods export no cAdvisor series (kube-state-metrics still lists
+/// them), as when a kubelet's scrape fails or cAdvisor misses a container.
+pub const ANN_UNEXPORTED_PODS: &str = "homeostat.dev/unexported-pods";
 
 /// CPU limit assumed for a pod that declares none.
 pub const DEFAULT_CPU_LIMIT_CORES: f64 = 1.0;
@@ -142,6 +148,10 @@ pub struct ScenarioParams {
     /// Leak rate in bytes/s; `None` means memory limit / 300 s per pod.
     pub leak_rate_bytes_per_sec: Option<f64>,
     pub leak_pods: LeakPods,
+    /// Offset of the cAdvisor samples' timestamps from the simulator's clock.
+    pub clock_offset: SignedDuration,
+    /// Number of youngest pods without cAdvisor series.
+    pub unexported_pods: usize,
 }
 
 impl ScenarioParams {
@@ -153,6 +163,8 @@ impl ScenarioParams {
             load_cores: DEFAULT_LOAD_CORES,
             leak_rate_bytes_per_sec: None,
             leak_pods: LeakPods::One,
+            clock_offset: SignedDuration::ZERO,
+            unexported_pods: 0,
         }
     }
 
@@ -190,7 +202,27 @@ impl ScenarioParams {
                 }
             };
         }
+        if let Some(v) = annotations.get(ANN_CLOCK_OFFSET) {
+            params.clock_offset = parse_signed_duration(v)
+                .ok_or_else(|| ParamError(format!("invalid {ANN_CLOCK_OFFSET} {v:?}")))?;
+        }
+        if let Some(v) = annotations.get(ANN_UNEXPORTED_PODS) {
+            params.unexported_pods = v.trim().parse().map_err(|_| {
+                ParamError(format!(
+                    "invalid {ANN_UNEXPORTED_PODS} {v:?} (expected a count)"
+                ))
+            })?;
+        }
         Ok(Some(params))
+    }
+}
+
+/// Parses a duration with an optional sign: "-60s", "+30s", "15s".
+pub fn parse_signed_duration(raw: &str) -> Option<SignedDuration> {
+    let s = raw.trim();
+    match s.strip_prefix('-') {
+        Some(rest) => parse_duration(rest).map(|d| -d),
+        None => parse_duration(s.strip_prefix('+').unwrap_or(s)),
     }
 }
 

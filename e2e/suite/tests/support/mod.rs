@@ -1,6 +1,10 @@
 //! Shared fixtures: namespaces, simulated workloads, policies, operator processes, waiting on conditions.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod matrix;
+pub mod proxy;
+pub mod real;
+
 use std::{
     collections::BTreeMap,
     future::Future,
@@ -232,13 +236,25 @@ impl Operator {
         extra: &[&str],
         envs: &[(&str, &str)],
     ) -> Self {
+        Self::start_with_prometheus(env, ns, tag, &env.prometheus_url, extra, envs).await
+    }
+
+    /// As [`Operator::start`], reading the Prometheus at `prometheus_url`.
+    pub async fn start_with_prometheus(
+        env: &Env,
+        ns: &str,
+        tag: &str,
+        prometheus_url: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let log = env.log_dir.join(format!("{ns}-{tag}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let err = file.try_clone().expect("log file");
         let mut cmd = Command::new(&env.bin);
         cmd.arg("run")
             .args(["--namespace", ns])
-            .args(["--prometheus-url", &env.prometheus_url])
+            .args(["--prometheus-url", prometheus_url])
             .args(["--listen", "127.0.0.1:0"])
             .args(FAST_FLAGS)
             .args(extra)
@@ -522,4 +538,32 @@ pub fn condition(p: &RemediationPolicy, t: &str) -> Option<(String, String)> {
         .iter()
         .find(|c| c.type_ == t)
         .map(|c| (c.status.clone(), c.reason.clone()))
+}
+/// An instant query against the suite's Prometheus; (labels, value) per series.
+pub async fn prom_query(env: &Env, q: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+    let url = format!("{}/api/v1/query", env.prometheus_url);
+    let body: serde_json::Value = reqwest::Client::new()
+        .get(url)
+        .query(&[("query", q)])
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .unwrap_or_else(|e| panic!("Prometheus query {q}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("Prometheus query {q}: the answer is not JSON: {e}"));
+    body["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| {
+            let labels = serde_json::from_value(s["metric"].clone()).unwrap_or_default();
+            let v = s["value"][1]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(f64::NAN);
+            (labels, v)
+        })
+        .collect()
 }

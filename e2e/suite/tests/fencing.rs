@@ -85,6 +85,11 @@ async fn action_events(env: &Env, ns: &str) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_leader_frozen_past_its_lease_acts_zero_times_after_the_standby_took_over() {
+    let _case = support::matrix::Case::asserted(
+        "leader frozen (SIGSTOP) at its action, past its lease, then resumed",
+        "the standby takes over and acts once; the woken leader acts zero times",
+        "standby took the Lease and finished the incident; woken leader refused at its fence check; 1 attempt, 1 pod evicted",
+    );
     let env = Env::get().await;
     let ns = TestNs::new(&env, "freeze").await;
     let lease = format!("fence-{}", ns.name);
@@ -187,6 +192,11 @@ async fn a_leader_frozen_past_its_lease_acts_zero_times_after_the_standby_took_o
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rollout_with_two_contenders_acts_once() {
+    let _case = support::matrix::Case::asserted(
+        "rollout: two replicas contend, the leader ends mid-incident",
+        "acted once",
+        "1 attempt, 1 ActionApplied Event, 1 pod evicted; the other replica took the Lease and finished",
+    );
     let env = Env::get().await;
     let ns = TestNs::new(&env, "rollout").await;
     let lease = format!("fence-{}", ns.name);
@@ -256,6 +266,11 @@ async fn a_rollout_with_two_contenders_acts_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shards_split_the_fleet_and_the_survivor_takes_every_shard() {
+    let _case = support::matrix::Case::asserted(
+        "4 shards over 2 replicas, one killed (SIGKILL)",
+        "shards split 2+2; the survivor takes all and heals the orphaned namespace once",
+        "split 2+2; survivor held all 4 shards; the new fault in a former shard Succeeded with 1 attempt",
+    );
     let env = Env::get().await;
     const SHARDS: u32 = 4;
     // Namespaces until every shard has one.

@@ -35,6 +35,11 @@ fn held(p: &homeostat::v1alpha1::RemediationPolicy) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_storm_of_sick_workloads_holds_every_disruptive_action() {
+    let _case = support::matrix::Case::asserted(
+        "storm: 20 of 20 watched workloads sick at once",
+        "every disruptive action held (StormBrake), condition + Event, no incident",
+        "all 20 policies held StormBrake; no incident opened; no pod touched",
+    );
     let env = Env::get().await;
     let ns = TestNs::new(&env, "storm").await;
     // Defaults: a storm is more than 30 % of the watched workloads faulty, at least 5.
@@ -113,6 +118,11 @@ async fn a_storm_of_sick_workloads_holds_every_disruptive_action() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cluster_disruption_budget_spans_policies() {
+    let _case = support::matrix::Case::asserted(
+        "5 sick policies, cluster budget 2 actions/min",
+        "actions spread over minutes across policies",
+        "the first three actions spanned more than a minute; the rest held ClusterBudget",
+    );
     let env = Env::get().await;
     let ns = TestNs::new(&env, "budget").await;
     let _op = Operator::start(
@@ -160,6 +170,11 @@ async fn the_cluster_disruption_budget_spans_policies() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_policies_on_one_workload_have_one_owner() {
+    let _case = support::matrix::Case::asserted(
+        "two policies (evict vs scale) on one workload",
+        "only the oldest acts; both say so",
+        "only the oldest acted; the other held OwnedByAnotherPolicy; both Ready messages name the conflict; not scaled",
+    );
     let env = Env::get().await;
     let ns = TestNs::new(&env, "owner").await;
     deploy(&env, &ns.name, "web", 3, "runaway", &[("sick-after", "5s")]).await;

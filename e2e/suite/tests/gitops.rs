@@ -25,6 +25,11 @@ fn runaway_with(action: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kstatus_and_argocd_read_every_policy_state_from_live_objects() {
+    let _case = support::matrix::Case::asserted(
+        "policy states read by Flux kstatus and the Argo CD Lua check",
+        "healthy Current; spec error Failed; no data / Prometheus down Current then Failed",
+        "as expected for all 4 states, transient and lasting",
+    );
     let env = Env::get().await;
     let ns = TestNs::new(&env, "gitops-pol").await;
     // 127.0.0.1:9 is allowed but nothing listens there: Prometheus unreachable.
@@ -141,6 +146,11 @@ async fn kstatus_and_argocd_read_every_policy_state_from_live_objects() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_policy_the_schema_accepts_gets_a_status() {
+    let _case = support::matrix::Case::asserted(
+        "every object the schema accepts",
+        "gets a status (observedGeneration, Ready)",
+        "every accepted object got a status; kstatus reads each",
+    );
     let env = Env::get().await;
     let ns = TestNs::new(&env, "gitops-acc").await;
     let _op = Operator::start(&env, &ns.name, "op", &[], &[]).await;
@@ -251,6 +261,11 @@ fn unlock(vap: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kstatus_and_argocd_read_every_incident_end_from_live_objects() {
+    let _case = support::matrix::Case::asserted(
+        "incident phases read by Flux kstatus and Argo CD",
+        "Acting/Verifying InProgress; Succeeded Current; Escalated/Failed Failed",
+        "as expected for all 5 phases",
+    );
     let env = Env::get().await;
     let ns = TestNs::new(&env, "gitops-rem").await;
     let lock = Lock(lock_deployment(&ns.name, "locked"));

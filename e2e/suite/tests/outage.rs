@@ -40,6 +40,11 @@ fn prometheus(action: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn prometheus_outage_means_no_action_and_a_visible_condition() {
+    let _case = support::matrix::Case::asserted(
+        "Prometheus down mid-fault",
+        "no action; DataAvailable=False at once, Stalled if it lasts; recovers when back",
+        "no action while blind; DataAvailable=False PrometheusUnreachable, then Stalled, then recovered",
+    );
     let env = Env::get().await;
     let ns = TestNs::new(&env, "outage").await;
     // The runaway starts 50 s in: the outage begins before the fault is sustained.

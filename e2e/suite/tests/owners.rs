@@ -149,6 +149,11 @@ async fn refused(env: &Env, ns: &str, reason: &str, says: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_scale_under_an_hpa_raises_its_min_replicas_and_never_writes_replicas() {
+    let _case = support::matrix::Case::asserted(
+        "Scale with an HPA owning the replicas",
+        "raise the HPA's minReplicas within bounds; never write spec.replicas",
+        "throughHpa 2→4; homeostat owns only the HPA's minReplicas; spec.replicas written by kube-controller-manager only",
+    );
     let env = Env::get().await;
     let ns = TestNs::new(&env, "hpa").await;
     contention(&env, &ns.name).await;
@@ -261,6 +266,11 @@ async fn a_scale_under_an_hpa_raises_its_min_replicas_and_never_writes_replicas(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_scale_of_gitops_owned_replicas_is_refused() {
+    let _case = support::matrix::Case::asserted(
+        "Scale of GitOps-owned replicas (kustomize-controller)",
+        "refused with a reason, nothing written",
+        "held ReplicasOwnedByGitOps, Ready ScaleRefused, one Event; no Remediation; generation unchanged",
+    );
     let env = Env::get().await;
     let ns = TestNs::new(&env, "gitops").await;
     contention(&env, &ns.name).await;
@@ -330,6 +340,11 @@ async fn keda_crd(env: &Env) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_scale_of_a_keda_scaled_workload_is_refused() {
+    let _case = support::matrix::Case::asserted(
+        "Scale of a KEDA ScaledObject's workload",
+        "refused with a reason, nothing written",
+        "held ReplicasOwnedByKEDA; no Remediation; replicas unchanged",
+    );
     let env = Env::get().await;
     let ns = TestNs::new(&env, "keda").await;
     keda_crd(&env).await;

@@ -52,6 +52,11 @@ fn hand_made(name: &str, labels: serde_json::Value) -> Remediation {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn remediations_outlive_their_policy_until_retention_prunes_them() {
+    let _case = support::matrix::Case::asserted(
+        "policy deleted; forged Remediation; history limit and age",
+        "trail survives its policy, pruned by limit/age only; forged ones refused or ignored",
+        "labelled forgery refused by admission, unlabelled ignored; incidents survived deletion; limit kept the newest 2; age pruned the rest",
+    );
     let env = Env::get().await;
     let ns = TestNs::new(&env, "trail").await;
     let op = Operator::start(
@@ -197,6 +202,11 @@ async fn remediations_outlive_their_policy_until_retention_prunes_them() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_open_incident_of_a_deleted_policy_is_halted_then_pruned() {
+    let _case = support::matrix::Case::asserted(
+        "policy deleted while its incident verifies",
+        "the incident is halted (no further attempt), then pruned by age",
+        "Halted with no further attempt, kstatus Current, then deleted by age",
+    );
     let env = Env::get().await;
     let ns = TestNs::new(&env, "orphan").await;
     let _op = Operator::start(&env, &ns.name, "op", &["--remediation-max-age", "30s"], &[]).await;

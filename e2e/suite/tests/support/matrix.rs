@@ -9,6 +9,9 @@ pub struct Case {
     fault: String,
     expected: String,
     written: bool,
+    /// For [`Case::asserted`]: what the test's assertions establish, written as PASS when the
+    /// test ends without a panic.
+    on_success: Option<String>,
 }
 
 impl Case {
@@ -18,7 +21,16 @@ impl Case {
             fault: fault.to_string(),
             expected: expected.to_string(),
             written: false,
+            on_success: None,
         }
+    }
+
+    /// A case whose outcome is the test's own assertions: PASS with `observed` (what they
+    /// establish) when the test ends, FAIL when one of them panics.
+    pub fn asserted(fault: &str, expected: &str, observed: &str) -> Self {
+        let mut c = Self::new(fault, expected);
+        c.on_success = Some(observed.to_string());
+        c
     }
 
     /// Records what was observed; `pass` says whether it is the expected safe outcome.
@@ -65,11 +77,16 @@ impl Case {
 
 impl Drop for Case {
     fn drop(&mut self) {
-        if !self.written && std::thread::panicking() {
+        if self.written {
+            return;
+        }
+        if std::thread::panicking() {
             self.write(
                 "the case failed before an outcome (see the test log)",
                 false,
             );
+        } else if let Some(observed) = self.on_success.take() {
+            self.write(&observed, true);
         }
     }
 }

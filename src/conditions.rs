@@ -40,6 +40,8 @@ pub enum Reason {
     PrometheusHttpError,
     /// Prometheus answered something that is not its API.
     PrometheusBadAnswer,
+    /// The answer was incomplete (`isPartial`, warnings): read as no data.
+    PrometheusPartialAnswer,
     /// A query template does not render.
     InvalidQueryTemplate,
     /// An incident is open.
@@ -65,6 +67,7 @@ impl Reason {
             Self::QueryRejected => "QueryRejected",
             Self::PrometheusHttpError => "PrometheusHTTPError",
             Self::PrometheusBadAnswer => "PrometheusBadAnswer",
+            Self::PrometheusPartialAnswer => "PrometheusPartialAnswer",
             Self::InvalidQueryTemplate => "InvalidQueryTemplate",
             Self::Remediating => "Remediating",
             Self::Idle => "Idle",
@@ -79,6 +82,7 @@ impl Reason {
             "PrometheusTimeout" => Self::PrometheusTimeout,
             "QueryRejected" => Self::QueryRejected,
             "PrometheusHTTPError" => Self::PrometheusHttpError,
+            "PrometheusPartialAnswer" => Self::PrometheusPartialAnswer,
             "InvalidQueryTemplate" => Self::InvalidQueryTemplate,
             _ => Self::PrometheusBadAnswer,
         }
@@ -155,6 +159,7 @@ mod tests {
             "PrometheusUnreachable",
             "QueryRejected",
             "PrometheusHTTPError",
+            "PrometheusPartialAnswer",
         ] {
             assert_eq!(Reason::from_category(c).as_str(), c);
         }

@@ -7,6 +7,8 @@ K8S_VERSION=v1.34.4
 KWOK_VERSION=v0.8.0
 HELM_VERSION=v3.22.0
 KSM_VERSION=v2.16.0
+# The PromQL engine of tests/victoriametrics.rs (e2e/victoriametrics/build).
+VM_VERSION=v1.151.0
 
 E2E_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CLUSTER_SRC="$E2E_ROOT/cluster"

@@ -43,6 +43,8 @@ pub enum Reason {
     PrometheusHttpError,
     /// Prometheus answered something that is not its API.
     PrometheusBadAnswer,
+    /// The answer was incomplete (`isPartial`, warnings): read as no data.
+    PrometheusPartialAnswer,
     /// A query template does not render.
     InvalidQueryTemplate,
     /// A firing fault's Scale is refused: it would fight the owner of `spec.replicas` (a KEDA
@@ -75,6 +77,7 @@ impl Reason {
             Self::QueryRejected => "QueryRejected",
             Self::PrometheusHttpError => "PrometheusHTTPError",
             Self::PrometheusBadAnswer => "PrometheusBadAnswer",
+            Self::PrometheusPartialAnswer => "PrometheusPartialAnswer",
             Self::InvalidQueryTemplate => "InvalidQueryTemplate",
             Self::ScaleRefused => "ScaleRefused",
             Self::NoData => "NoData",
@@ -92,6 +95,7 @@ impl Reason {
             "PrometheusTimeout" => Self::PrometheusTimeout,
             "QueryRejected" => Self::QueryRejected,
             "PrometheusHTTPError" => Self::PrometheusHttpError,
+            "PrometheusPartialAnswer" => Self::PrometheusPartialAnswer,
             "InvalidQueryTemplate" => Self::InvalidQueryTemplate,
             _ => Self::PrometheusBadAnswer,
         }
@@ -168,6 +172,7 @@ mod tests {
             "PrometheusUnreachable",
             "QueryRejected",
             "PrometheusHTTPError",
+            "PrometheusPartialAnswer",
         ] {
             assert_eq!(Reason::from_category(c).as_str(), c);
         }

@@ -36,6 +36,11 @@ pub struct PhaseLabel {
     pub phase: String,
 }
 
+/// Buckets of the sweep histograms: fine around the 1 s target of a sweep's decisions.
+const SWEEP_BUCKETS: [f64; 13] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0,
+];
+
 /// Every metric homeostat exports.
 pub struct Metrics {
     /// Policy evaluations by result.
@@ -66,6 +71,8 @@ pub struct Metrics {
     pub notifications: Family<ResultLabel, Counter>,
     /// Seconds from a sweep's start to every due policy decided and applied.
     pub sweep_duration: Histogram,
+    /// Seconds from a sweep's start to every due policy decided (before anything is applied).
+    pub sweep_decided: Histogram,
     /// Distinct Prometheus queries of the last sweep.
     pub sweep_queries: Gauge,
     /// Policies evaluated by the last sweep.
@@ -104,9 +111,8 @@ impl Metrics {
             shards_held: Gauge::default(),
             apiserver_writes: Family::default(),
             notifications: Family::default(),
-            sweep_duration: Histogram::new([
-                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
+            sweep_duration: Histogram::new(SWEEP_BUCKETS),
+            sweep_decided: Histogram::new(SWEEP_BUCKETS),
             sweep_queries: Gauge::default(),
             sweep_policies: Gauge::default(),
             status_unchanged: Counter::default(),
@@ -172,6 +178,11 @@ impl Metrics {
             "sweep_duration_seconds",
             "Seconds from a sweep's start to every due policy decided and applied",
             m.sweep_duration.clone(),
+        );
+        r.register(
+            "sweep_decided_seconds",
+            "Seconds from a sweep's start to every due policy decided, before anything is applied",
+            m.sweep_decided.clone(),
         );
         r.register(
             "sweep_queries",

@@ -438,3 +438,121 @@ async fn a_stale_series_is_inconclusive_never_healthy_by_zero() {
     let recent = finding("recent").await;
     assert_eq!(recent.fault, FaultKind::Healthy, "{recent:?}");
 }
+
+/// A Deployment in `ns` whose pod `-b` has been pinned at its 1-core limit for 20 minutes.
+fn runaway_pods(ns: &str, at: f64) -> Vec<SeriesData> {
+    let scrape = Scrape {
+        from: at - 1800.0,
+        to: at + 1.0,
+        interval: 15.0,
+        offset: 0.0,
+    };
+    let rs = "web-7f8d9";
+    let mut out = vec![replicaset_owner(
+        ns,
+        rs,
+        "web",
+        scrape,
+        scrape.from,
+        scrape.to,
+    )];
+    for suffix in ["a", "b", "c"] {
+        let pod = Pod::of_replicaset(ns, rs, suffix, at - 7200.0);
+        let hot = suffix == "b";
+        out.extend(pod_series(
+            &pod,
+            scrape,
+            scrape,
+            move |t| PodState {
+                cpu: if hot && t >= at - 1200.0 { 0.98 } else { 0.1 },
+                throttle: 0.0,
+                memory: 50e6,
+                restarts: 0,
+            },
+            |_| true,
+            |_| true,
+            Emit { pod_level: false },
+        ));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_partial_answer_is_no_data_never_a_complete_one() {
+    use homeostat::diagnosis::{Settings, Subject, choose, default_faults, fetch::PodRef, sweep};
+
+    let at = past_anchor();
+    let data = openmetrics(&runaway_pods("shop", at));
+    // The same series; the second Prometheus also reads a remote store that is down, so every
+    // answer is `success` with the remote read's failure as a warning (what a Thanos Query with
+    // partial responses on answers when a store is down).
+    let complete = TestProm::start(&data);
+    let dead = format!("http://127.0.0.1:{}/api/v1/read", free_port());
+    let partial = TestProm::start_with_config(
+        &data,
+        &format!("remote_read:\n- url: {dead}\n  read_recent: true\n  remote_timeout: 2s\n"),
+    );
+    let mut spec: homeostat::v1alpha1::RemediationPolicySpec =
+        serde_json::from_value(serde_json::json!({
+            "targetRef": {"kind": "Deployment", "name": "web"},
+            "faults": [],
+        }))
+        .expect("a valid spec");
+    spec.faults = default_faults();
+    let pods: Vec<PodRef> = ["a", "b", "c"]
+        .iter()
+        .map(|s| PodRef {
+            namespace: "shop".into(),
+            name: format!("web-7f8d9-{s}"),
+            started_at: None,
+        })
+        .collect();
+    let subject = Subject {
+        spec: &spec,
+        namespace: "shop",
+        workload: "web",
+        pods: &pods,
+    };
+    let settings = Settings::default();
+
+    let full = sweep::evaluate_one(&complete.client(TIMEOUT), &subject, at, &settings).await;
+    assert!(full.fetch_error.is_none(), "{:?}", full.fetch_error);
+    let (_, v) = choose(&spec.faults, &full.verdicts).expect("the runaway is found on full data");
+    assert_eq!(v.verdict.kind, FaultKind::RunawayProcess, "{v:?}");
+
+    let part = sweep::evaluate_one(&partial.client(TIMEOUT), &subject, at, &settings).await;
+    let e = part
+        .fetch_error
+        .as_deref()
+        .expect("a partial answer is a fetch error");
+    assert_eq!(e.category(), "PrometheusPartialAnswer", "{e}");
+    assert!(e.to_string().contains("treating it as no data"), "{e}");
+    assert!(
+        choose(&spec.faults, &part.verdicts).is_none(),
+        "no action on a partial answer: {:?}",
+        part.verdicts
+    );
+    for v in &part.verdicts {
+        assert_eq!(v.verdict.kind, FaultKind::Inconclusive, "{v:?}");
+        assert!(
+            v.verdict.message.contains("incompletely"),
+            "{}",
+            v.verdict.message
+        );
+    }
+    // `diagnose` stops at discovery with the same reason.
+    let r = diagnose::run(
+        &partial.client(TIMEOUT),
+        &diagnose::Options {
+            at,
+            namespace: Some("shop".into()),
+            policies: vec![],
+            settings,
+        },
+    )
+    .await;
+    match r {
+        Err(e) => assert!(e.to_string().contains("incompletely"), "{e}"),
+        Ok(r) => panic!("diagnose read a partial answer as complete: {r:?}"),
+    }
+}

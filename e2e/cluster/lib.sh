@@ -9,6 +9,8 @@ HELM_VERSION=v3.22.0
 KSM_VERSION=v2.16.0
 # Upstream Prometheus with kubernetes_sd (e2e/prometheus/build), for the real node's stack.
 PROM_K8S_VERSION=v2.55.1
+# The PromQL engine of tests/victoriametrics.rs (e2e/victoriametrics/build).
+VM_VERSION=v1.151.0
 
 E2E_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CLUSTER_SRC="$E2E_ROOT/cluster"

@@ -113,6 +113,9 @@ pub async fn run_once(ctx: &Context, state: &mut SweepState) {
     let (evaluated, queries) = evaluate(ctx, &due, now).await;
     let mut intents = decide(&due, &evaluated, now_ts);
     let fleet_held = fleet_gate(ctx, state, &due, &evaluated, &mut intents, now_ts);
+    ctx.metrics
+        .sweep_decided
+        .observe(started.elapsed().as_secs_f64());
     let applied = apply_all(ctx, &due, intents, fleet_held).await;
     refusal_events(ctx, state, &due, &applied).await;
     let decided_ms = started.elapsed().as_millis() as u64;

@@ -119,6 +119,20 @@ pub enum PromError {
         /// The query sent.
         query: String,
     },
+    /// The answer is incomplete: it says `"isPartial": true` (VictoriaMetrics cluster) or carries
+    /// warnings (Thanos' partial responses, a failed remote read). Treated as no data, never as a
+    /// complete answer in which a missing series would look healthy.
+    #[error(
+        "Prometheus at {url} answered incompletely ({what}); treating it as no data; query: {query}"
+    )]
+    Partial {
+        /// The base URL.
+        url: String,
+        /// `isPartial` and/or the warnings, bounded.
+        what: String,
+        /// The query sent.
+        query: String,
+    },
     /// The answer was not what the API documents.
     #[error("unexpected answer from Prometheus at {url}: {message}")]
     Decode {
@@ -139,6 +153,7 @@ impl PromError {
             Self::Rejected { .. } => "QueryRejected",
             Self::Http { .. } => "PrometheusHTTPError",
             Self::TooLarge { .. } => "PrometheusAnswerTooLarge",
+            Self::Partial { .. } => "PrometheusPartialAnswer",
             Self::Decode { .. } => "PrometheusBadAnswer",
         }
     }
@@ -169,6 +184,45 @@ struct ApiResponse {
     error_type: Option<String>,
     #[serde(default)]
     error: Option<String>,
+    /// VictoriaMetrics (cluster) sets it when some storage nodes did not answer.
+    #[serde(default)]
+    is_partial: Option<bool>,
+    /// Prometheus' and Thanos' warnings (remote-read failures, partial responses); may be null.
+    #[serde(default)]
+    warnings: Option<Vec<String>>,
+}
+
+/// Warnings that do not make an answer incomplete: PromQL's informational annotations
+/// ("PromQL info: metric might not be a counter, ..."), which some Prometheus versions put into
+/// `warnings` instead of `infos`.
+const INFO_PREFIX: &str = "PromQL info:";
+
+impl ApiResponse {
+    /// Why the answer is incomplete, if it is.
+    fn incomplete(&self) -> Option<String> {
+        let warnings: Vec<&str> = self
+            .warnings
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .filter(|w| !w.starts_with(INFO_PREFIX))
+            .collect();
+        let partial = self.is_partial == Some(true);
+        if !partial && warnings.is_empty() {
+            return None;
+        }
+        let mut what = vec![];
+        if partial {
+            what.push("isPartial: true".to_string());
+        }
+        if !warnings.is_empty() {
+            what.push(format!(
+                "warnings: {}",
+                crate::bounded::truncate(&warnings.join("; "), 300)
+            ));
+        }
+        Some(what.join(", "))
+    }
 }
 
 #[derive(Deserialize)]
@@ -306,8 +360,25 @@ impl PromClient {
                 ),
             });
         }
-        match serde_json::from_slice::<ApiResponse>(&body) {
-            Ok(api) if api.status == "success" => self.decode(api, query),
+        self.parse(status, &body, query)
+    }
+
+    /// Reads an answer body: the series of a complete success, else the error it describes.
+    fn parse(
+        &self,
+        status: reqwest::StatusCode,
+        body: &[u8],
+        query: &str,
+    ) -> Result<Vec<Series>, PromError> {
+        match serde_json::from_slice::<ApiResponse>(body) {
+            Ok(api) if api.status == "success" => match api.incomplete() {
+                Some(what) => Err(PromError::Partial {
+                    url: self.base.clone(),
+                    what,
+                    query: query.to_string(),
+                }),
+                None => self.decode(api, query),
+            },
             Ok(api) => Err(PromError::Rejected {
                 error_type: api.error_type.unwrap_or_else(|| "unknown".into()),
                 message: api.error.unwrap_or_default(),
@@ -408,6 +479,49 @@ mod tests {
             PromClient::new(ClientConfig::new("not a url")),
             Err(PromError::Config(_))
         ));
+    }
+
+    fn parse(body: &str) -> Result<Vec<Series>, PromError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let c = PromClient::new(ClientConfig::new("http://127.0.0.1:1")).expect("a client");
+        c.parse(reqwest::StatusCode::OK, body.as_bytes(), "up")
+    }
+
+    const MATRIX: &str =
+        r#""data":{"resultType":"matrix","result":[{"metric":{"pod":"a"},"values":[[1,"1"]]}]}"#;
+
+    #[test]
+    fn a_complete_answer_is_read() {
+        let complete = format!(r#"{{"status":"success","isPartial":false,{MATRIX}}}"#);
+        assert_eq!(parse(&complete).expect("series").len(), 1);
+        // PromQL's informational annotations do not make an answer incomplete.
+        let info = format!(
+            r#"{{"status":"success",{MATRIX},"warnings":["PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"x\""],"infos":["PromQL info: y"]}}"#
+        );
+        assert_eq!(parse(&info).expect("series").len(), 1);
+        let null = format!(r#"{{"status":"success",{MATRIX},"warnings":null,"isPartial":null}}"#);
+        assert_eq!(parse(&null).expect("series").len(), 1);
+    }
+
+    #[test]
+    fn a_partial_or_warned_answer_is_no_data() {
+        // VictoriaMetrics cluster: a vmstorage node did not answer.
+        let vm = format!(r#"{{"status":"success","isPartial":true,{MATRIX}}}"#);
+        // Thanos Query with partial responses on: a store did not answer.
+        let thanos = format!(
+            r#"{{"status":"success",{MATRIX},"warnings":["receive 10.0.0.3:10901: rpc error: code = Unavailable"]}}"#
+        );
+        for (body, want) in [(vm, "isPartial: true"), (thanos, "rpc error")] {
+            match parse(&body) {
+                Err(e @ PromError::Partial { .. }) => {
+                    assert!(e.to_string().contains(want), "{e}");
+                    assert!(e.to_string().contains("treating it as no data"), "{e}");
+                    assert_eq!(e.category(), "PrometheusPartialAnswer");
+                    assert!(!e.is_spec_error());
+                }
+                other => panic!("want Partial for {body}, got {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod k8s;
+pub mod vm;
 
 use std::{
     collections::BTreeMap,
@@ -252,8 +253,24 @@ impl TestProm {
         Self::start_from_file(dir, &input)
     }
 
+    /// Like [`TestProm::start`], with `extra` appended to `prometheus.yml` (e.g. a `remote_read`
+    /// section).
+    pub fn start_with_config(openmetrics_text: &str, extra: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("homeostat-prom-")
+            .tempdir()
+            .expect("creating a temp dir");
+        let input = dir.path().join("data.om");
+        std::fs::write(&input, openmetrics_text).expect("writing the OpenMetrics file");
+        Self::start_from_file_with(dir, &input, extra)
+    }
+
     /// Like [`TestProm::start`] for text already written to `input` inside `dir`.
     pub fn start_from_file(dir: tempfile::TempDir, input: &Path) -> Self {
+        Self::start_from_file_with(dir, input, "")
+    }
+
+    fn start_from_file_with(dir: tempfile::TempDir, input: &Path, extra: &str) -> Self {
         let tsdb = dir.path().join("tsdb");
         let t = Instant::now();
         let out = Command::new(promtool_bin())
@@ -278,7 +295,9 @@ impl TestProm {
         let config = dir.path().join("prometheus.yml");
         std::fs::write(
             &config,
-            "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\nscrape_configs: []\n",
+            format!(
+                "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\nscrape_configs: []\n{extra}"
+            ),
         )
         .expect("writing prometheus.yml");
         // A port can be taken between probing and binding: try a few.

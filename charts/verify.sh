@@ -260,7 +260,9 @@ EOF
     for vb in list watch; do sar yes "$wns" $vb keda.sh scaledobjects; done
     can yes "$wns" get secrets/prom-token
     for vb in create patch; do can yes "$wns" $vb events.events.k8s.io; done
-    for vb in get create patch; do can yes "$vns" $vb leases.coordination.k8s.io; done
+    # Leases: read (list: shard and member Leases by label), create, update with their
+    # resourceVersion, delete (a replica's own member Lease on shutdown); no patch, no watch.
+    for vb in get list create update delete; do can yes "$vns" $vb leases.coordination.k8s.io; done
     # Only what the code calls: no writes to ReplicaSets, no reads of pods' logs or exec.
     can no "$wns" patch replicasets.apps
     can no "$wns" get pods log
@@ -283,8 +285,8 @@ EOF
     sar no "$wns" patch keda.sh scaledobjects
     sar no "$vns" list keda.sh scaledobjects
     can no "$vns" list horizontalpodautoscalers.autoscaling
-    can no "$vns" update leases.coordination.k8s.io/homeostat-leader
-    can no "$vns" delete leases.coordination.k8s.io/homeostat-leader
+    can no "$vns" patch leases.coordination.k8s.io/homeostat-leader
+    can no "$vns" watch leases.coordination.k8s.io
     can no "$wns" get leases.coordination.k8s.io/homeostat-leader
     can no "" list customresourcedefinitions.apiextensions.k8s.io
 

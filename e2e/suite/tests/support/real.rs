@@ -153,31 +153,7 @@ impl Real {
 
     /// An instant query; (labels, value) per series.
     pub async fn query(&self, q: &str) -> Vec<(BTreeMap<String, String>, f64)> {
-        let url = format!("{}/api/v1/query", self.env.prometheus_url);
-        let body: serde_json::Value = reqwest::Client::new()
-            .get(url)
-            .query(&[("query", q)])
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .unwrap_or_else(|e| panic!("Prometheus query {q}: {e}"))
-            .json()
-            .await
-            .unwrap();
-        body["data"]["result"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|s| {
-                let labels = serde_json::from_value(s["metric"].clone()).unwrap_or_default();
-                let v = s["value"][1]
-                    .as_str()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(f64::NAN);
-                (labels, v)
-            })
-            .collect()
+        prom_query(&self.env, q).await
     }
 
     /// One value per pod of a query grouped by pod.

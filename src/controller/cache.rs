@@ -1,8 +1,9 @@
 //! What the operator knows of the cluster, from watches: policies, incidents, workloads and pods.
 //! A sweep reads these caches and makes no apiserver read of its own.
 //!
-//! Policies and Remediations are watched as untyped objects and decoded one by one, so a single
-//! object the code cannot read is reported on its own instead of stopping the whole watch.
+//! Policies and Remediations are watched as untyped objects and decoded one by one as they arrive,
+//! so a single object the code cannot read is reported on its own instead of stopping the whole
+//! watch; their stores keep only metadata (each object is held once, decoded).
 //! Pods and workloads are pruned to the fields homeostat reads before they are stored.
 
 use std::{
@@ -30,7 +31,7 @@ use kube::{
     },
 };
 use serde::de::DeserializeOwned;
-use tracing::warn;
+use tracing::{debug, warn};
 
 mod autoscalers;
 
@@ -76,16 +77,16 @@ pub struct Caches {
     hpas: Vec<Store<HorizontalPodAutoscaler>>,
     /// KEDA ScaledObjects; empty while the CRD is not served.
     scaled_objects: Vec<Store<DynamicObject>>,
-    decoded: DecodeCache<RemediationPolicy>,
-    decoded_rems: DecodeCache<Remediation>,
+    decoded: Arc<DecodeCache<RemediationPolicy>>,
+    decoded_rems: Arc<DecodeCache<Remediation>>,
     own: Mutex<HashMap<(String, String), Remediation>>,
 }
 
 /// An object decoded from the watch, or why it could not be.
 pub type Decoded<T> = Result<T, String>;
 
-/// Decoded objects by UID, with the resourceVersion they were decoded at.
-type DecodeCache<T> = Mutex<HashMap<String, (String, Arc<Decoded<T>>)>>;
+/// Decoded objects by UID, as of the newest event of each.
+type DecodeCache<T> = Mutex<HashMap<String, Arc<Decoded<T>>>>;
 
 /// A policy as the watch delivered it.
 #[derive(Clone, Debug)]
@@ -199,15 +200,33 @@ where
     })
 }
 
-fn spawn_dynamic(
+/// Watches an untyped kind and decodes each object as it arrives: the decoded object (or why it
+/// cannot be decoded) goes to `decoded`, and the store keeps only the metadata, so each object is
+/// held once and not also as a JSON tree.
+fn spawn_dynamic<T>(
     api: Api<DynamicObject>,
     writer: Writer<DynamicObject>,
+    decoded: Arc<DecodeCache<T>>,
     what: &'static str,
-) -> BoxFuture<'static, ()> {
+) -> BoxFuture<'static, ()>
+where
+    T: DeserializeOwned + Send + Sync + 'static,
+{
     Box::pin(async move {
         let stream = watcher(api, watcher::Config::default().any_semantic())
             .default_backoff()
-            .modify(|o: &mut DynamicObject| o.metadata.managed_fields = None)
+            .modify(move |o: &mut DynamicObject| {
+                o.metadata.managed_fields = None;
+                let uid = o.uid().unwrap_or_default();
+                let d = Arc::new(decode::<T>(o));
+                if let Err(e) = d.as_ref() {
+                    warn!(kind = what, object = %format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()), error = %e, "cannot decode this object; it is reported (policies: in their status) and otherwise ignored");
+                }
+                o.data = serde_json::Value::Null;
+                if let Ok(mut cache) = decoded.lock() {
+                    cache.insert(uid, d);
+                }
+            })
             .reflect(writer);
         futures::pin_mut!(stream);
         while let Some(ev) = stream.next().await {
@@ -273,8 +292,8 @@ impl Caches {
             pods: vec![],
             hpas: vec![],
             scaled_objects: vec![],
-            decoded: Mutex::new(HashMap::new()),
-            decoded_rems: Mutex::new(HashMap::new()),
+            decoded: Arc::default(),
+            decoded_rems: Arc::default(),
             own: Mutex::new(HashMap::new()),
         };
         for ns in scopes {
@@ -285,11 +304,21 @@ impl Caches {
             let rp = ApiResource::erase::<RemediationPolicy>(&());
             let w = Writer::new(rp.clone());
             c.policies.push(w.as_reader());
-            tasks.push(spawn_dynamic(dyn_api(&rp), w, "RemediationPolicy"));
+            tasks.push(spawn_dynamic(
+                dyn_api(&rp),
+                w,
+                c.decoded.clone(),
+                "RemediationPolicy",
+            ));
             let rem = ApiResource::erase::<Remediation>(&());
             let w = Writer::new(rem.clone());
             c.remediations.push(w.as_reader());
-            tasks.push(spawn_dynamic(dyn_api(&rem), w, "Remediation"));
+            tasks.push(spawn_dynamic(
+                dyn_api(&rem),
+                w,
+                c.decoded_rems.clone(),
+                "Remediation",
+            ));
             macro_rules! typed {
                 ($ty:ty, $field:ident, $prune:expr, $what:literal) => {{
                     let api: Api<$ty> = match &ns {
@@ -445,16 +474,13 @@ impl Caches {
         for s in &self.policies {
             for o in s.state() {
                 let uid = o.uid().unwrap_or_default();
-                let rv = o.resource_version().unwrap_or_default();
                 seen.insert(uid.clone());
-                let policy = match cache.get(&uid) {
-                    Some((v, p)) if *v == rv => p.clone(),
-                    _ => {
-                        let p = Arc::new(decode::<RemediationPolicy>(&o));
-                        cache.insert(uid.clone(), (rv, p.clone()));
-                        p
-                    }
+                // Decoded on arrival, at this version or (an event not yet in the store) newer.
+                let Some(policy) = cache.get(&uid) else {
+                    debug!(policy = %o.name_any(), "not decoded yet; next sweep");
+                    continue;
                 };
+                let policy = policy.clone();
                 out.push(PolicyEntry {
                     namespace: o.namespace().unwrap_or_default(),
                     name: o.name_any(),
@@ -477,19 +503,11 @@ impl Caches {
             for s in &self.remediations {
                 for o in s.state() {
                     let uid = o.uid().unwrap_or_default();
-                    let rv = o.resource_version().unwrap_or_default();
                     seen.insert(uid.clone());
-                    let r = match cache.get(&uid) {
-                        Some((v, r)) if *v == rv => r.clone(),
-                        _ => {
-                            let r = Arc::new(decode::<Remediation>(&o));
-                            if let Err(e) = r.as_ref() {
-                                warn!(remediation = %format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()), error = %e, "cannot decode a Remediation; ignoring it");
-                            }
-                            cache.insert(uid.clone(), (rv, r.clone()));
-                            r
-                        }
+                    let Some(r) = cache.get(&uid) else {
+                        continue;
                     };
+                    let r = r.clone();
                     if let Ok(r) = r.as_ref() {
                         by_key.insert((r.namespace().unwrap_or_default(), r.name_any()), r.clone());
                     }

@@ -426,6 +426,7 @@ mod tests {
                         due_in: None,
                         held_for: 0.0,
                         time_to_limit: None,
+                        onset: false,
                     },
                 }],
                 queries: 2,

@@ -52,7 +52,8 @@ pub struct SweepState {
     written: HashMap<String, (String, Instant)>,
     /// Per policy UID: the validation result of a generation.
     validity: HashMap<String, (Option<i64>, Result<(), String>)>,
-    /// Per policy UID and target: whether its last evaluation found a fault (for the storm brake).
+    /// Per policy UID and target: whether its last evaluation found a fault, or one starting
+    /// (for the storm brake).
     faulty: HashMap<(String, TargetRef), bool>,
     /// Disruptive actions granted in the last minute.
     fleet: FleetState,
@@ -535,8 +536,11 @@ fn fleet_gate(
     for (d, evs) in due.iter().zip(evaluated) {
         let Some(policy) = d.policy() else { continue };
         for (t, ev) in d.targets.iter().zip(evs) {
-            let firing =
-                ev.fetch_error.is_none() && choose(&policy.spec.faults, &ev.verdicts).is_some();
+            // Firing, or starting to: a shared cause's faults complete their holds seconds
+            // apart, and each policy is evaluated at its own phase of the interval.
+            let firing = ev.fetch_error.is_none()
+                && (choose(&policy.spec.faults, &ev.verdicts).is_some()
+                    || ev.verdicts.iter().any(|v| v.verdict.onset));
             state
                 .faulty
                 .insert((d.entry.uid.clone(), t.target.clone()), firing);

@@ -874,3 +874,56 @@ fn an_adaptive_contention_hold_acts_sooner_when_every_replica_is_starved() {
     assert!(v.acts(), "{}", v.message);
     assert_eq!(v.kind, FaultKind::ResourceContention);
 }
+
+#[test]
+fn a_fault_still_in_its_hold_is_an_onset_for_the_storm_brake() {
+    let hot = |name: &str, f: fn(f64) -> f64| PodSeries {
+        cpu: series(600.0, f),
+        ..pod(name)
+    };
+    // Hot for the last minute of a 2-minute hold: not due, but starting.
+    let starting = three_with(hot("web-b", |t| if t > 540.0 { 0.95 } else { 0.1 }));
+    let v = verdict(Pattern::RunawayProcess, 120, &starting);
+    assert_eq!(v.kind, FaultKind::Healthy);
+    assert!(v.onset, "the newest point is hot: {}", v.message);
+    // Hot earlier, cold now: over.
+    let over = three_with(hot("web-b", |t| {
+        if (300.0..400.0).contains(&t) {
+            0.95
+        } else {
+            0.1
+        }
+    }));
+    assert!(!verdict(Pattern::RunawayProcess, 120, &over).onset);
+    // Healthy siblings, and a workload-wide load: no runaway starting.
+    let calm = workload(vec![pod("web-a"), pod("web-b"), pod("web-c")]);
+    assert!(!verdict(Pattern::RunawayProcess, 120, &calm).onset);
+    let all = workload(vec![
+        hot("web-a", |_| 0.95),
+        hot("web-b", |_| 0.95),
+        pod("web-c"),
+    ]);
+    assert!(!verdict(Pattern::RunawayProcess, 120, &all).onset);
+    // Every replica throttled for the last minute only: contention starting.
+    let throttled = |name: &str| PodSeries {
+        throttling: series(600.0, |t| if t > 540.0 { 0.9 } else { 0.01 }),
+        ..pod(name)
+    };
+    let w = workload(vec![
+        throttled("web-a"),
+        throttled("web-b"),
+        throttled("web-c"),
+    ]);
+    let v = verdict(Pattern::ResourceContention, 120, &w);
+    assert_eq!(v.kind, FaultKind::Healthy);
+    assert!(v.onset, "{}", v.message);
+    // A fault that is due is an onset too (it counts as faulty either way).
+    assert!(
+        verdict(
+            Pattern::RunawayProcess,
+            120,
+            &three_with(hot("web-b", |_| 0.95))
+        )
+        .onset
+    );
+}

@@ -3,7 +3,9 @@
 //! A sweep sees every policy's intended actions before any is applied. When more than
 //! `storm_fraction` of the watched workloads look faulty at once (a noisy node, a shared
 //! dependency down), the cause is probably not in the workloads: every disruptive action is held
-//! until it clears, as NodeHealthCheck's `minHealthy` does. Otherwise at most
+//! until it clears, as NodeHealthCheck's `minHealthy` does. A workload looks faulty when a fault
+//! fires or is starting (its rule holds at the newest point, its hold not complete yet): faults
+//! with one cause complete their holds seconds apart, and the first must not act alone. Otherwise at most
 //! `max_per_minute` disruptive actions start in any sliding minute, as VPA's eviction rate limit.
 
 use std::collections::VecDeque;

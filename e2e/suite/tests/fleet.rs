@@ -36,7 +36,7 @@ fn held(p: &homeostat::v1alpha1::RemediationPolicy) -> Option<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_storm_of_sick_workloads_holds_every_disruptive_action() {
     let _case = support::matrix::Case::asserted(
-        "storm: 20 of 20 watched workloads sick at once",
+        "storm: 20 of 20 watched workloads turn sick within 15 s",
         "every disruptive action held (StormBrake), condition + Event, no incident",
         "all 20 policies held StormBrake; no incident opened; no pod touched",
     );
@@ -66,9 +66,14 @@ async fn a_storm_of_sick_workloads_holds_every_disruptive_action() {
         (n == 20).then_some(())
     })
     .await;
-    // A shared cause: every workload turns sick at the same moment.
+    // A shared cause that spreads (a node degrading): one workload after another turns sick, 0.75 s
+    // apart, so the first completes its 30 s hold while the last are 15 s into theirs. Counting
+    // only faults that fire, the first ones would act before the storm is seen.
     let api = Api::<Deployment>::namespaced(env.client.clone(), &ns.name);
     for i in 0..20 {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(750)).await;
+        }
         let patch = serde_json::json!({"metadata": {"annotations": {
             "homeostat.dev/scenario": "runaway", "homeostat.dev/sick-after": "0s"}}});
         api.patch(

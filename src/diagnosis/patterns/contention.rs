@@ -111,13 +111,15 @@ pub(super) fn contention(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span
                 p.persistence * 100.0
             ),
         };
-        return Verdict::healthy(format!(
+        let mut v = Verdict::healthy(format!(
             "{} of {} pods starved now (throttled >= {:.0}%, or capped at the limit and throttled at half that; median {:.0}%); {needs}",
             starved.len(),
             pods.len(),
             p.throttle_ratio * 100.0,
             med * 100.0,
         ));
+        v.onset = track.last().is_some_and(|(_, s)| s.is_some());
+        return v;
     }
     let mut evidence = vec![Evidence {
         rule: format!(

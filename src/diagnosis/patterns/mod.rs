@@ -44,6 +44,10 @@ pub struct Verdict {
     pub evidence: Vec<Evidence>,
     /// One line for a person.
     pub message: String,
+    /// The rule holds at the newest point although the hold is not complete yet (a fault may be
+    /// starting). The storm brake counts such workloads, so that faults with one shared cause,
+    /// whose holds complete a few seconds apart, are seen together.
+    pub onset: bool,
 }
 
 impl Verdict {
@@ -59,6 +63,7 @@ impl Verdict {
             time_to_limit: None,
             evidence: vec![],
             message: message.into(),
+            onset: false,
         }
     }
 
@@ -83,6 +88,7 @@ impl Verdict {
             time_to_limit: None,
             evidence: vec![],
             message: String::new(),
+            onset: true,
         }
     }
 

@@ -125,6 +125,11 @@ pub(super) fn runaway(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span: f
         .filter_map(|x| x.cpu.last().map(|(_, v)| (x.name.as_str(), *v)))
         .collect();
     let max_runaway = (pods.len() / 3).max(1);
+    let hot_now = track
+        .values()
+        .filter(|pts| pts.last().is_some_and(|(_, s)| s.is_some()))
+        .count();
+    let onset = (1..=max_runaway).contains(&hot_now);
     if found.is_empty() {
         let (top, top_v) = latest
             .iter()
@@ -136,12 +141,14 @@ pub(super) fn runaway(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span: f
             .map(|(_, v)| *v)
             .collect();
         let med = median(&others).unwrap_or(0.0);
-        return Verdict::healthy(format!(
+        let mut v = Verdict::healthy(format!(
             "busiest pod {top} uses {top_v:.3} cores vs siblings' median {med:.3}: not {:.1}x (or +{:.2} cores at {EXCESS_MIN_RATIO:.0}x) above for {:.0}% of {span:.0}s",
             p.sibling_ratio,
             p.excess_cores,
             p.persistence * 100.0
         ));
+        v.onset = onset;
+        return v;
     }
     if found.len() > max_runaway {
         return Verdict::healthy(format!(

@@ -62,12 +62,16 @@ pub(super) fn threshold(
         }
     }
     if evidence.is_empty() {
-        return Verdict::healthy(format!(
+        let mut v = Verdict::healthy(format!(
             "{signal} {} {} held for at most {:.0}% of {span:.0}s",
             cond.op.as_str(),
             cond.value,
             best * 100.0
         ));
+        v.onset = fresh
+            .iter()
+            .any(|s| s.last().is_some_and(|(_, x)| cond.op.holds(x, cond.value)));
+        return v;
     }
     let mut v = Verdict::fault(
         FaultKind::Threshold,

@@ -71,6 +71,7 @@ fn verdict(kind: FaultKind, pods: &[&str]) -> Evaluated {
                 due_in: None,
                 held_for: 0.0,
                 time_to_limit: None,
+                onset: false,
             },
         }],
         queries: 2,

@@ -42,8 +42,10 @@ async fn a_storm_of_sick_workloads_holds_every_disruptive_action() {
     );
     let env = Env::get().await;
     let ns = TestNs::new(&env, "storm").await;
-    // Defaults: a storm is more than 30 % of the watched workloads faulty, at least 5.
-    let op = Operator::start(&env, &ns.name, "op", &[], &[]).await;
+    // Defaults: a storm is more than 30 % of the watched workloads faulty, at least 5. A 1 s tick
+    // under the policies' 5 s interval evaluates them at five different phases, as a fleet with
+    // 30 s intervals is: at each sweep most policies' findings are a few seconds old.
+    let op = Operator::start(&env, &ns.name, "op", &["--sweep-tick", "1s"], &[]).await;
     for i in 0..20 {
         let name = format!("w{i}");
         deploy(&env, &ns.name, &name, 2, "healthy", &[]).await;

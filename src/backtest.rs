@@ -23,7 +23,10 @@ use crate::{
         engine::{self, Intent},
         lifecycle::Outcome,
     },
-    v1alpha1::{ActionType, Phase, Remediation, RemediationPolicy, RemediationStatus},
+    v1alpha1::{
+        ActionType, Phase, Remediation, RemediationPolicy, RemediationPolicySpec,
+        RemediationStatus, TargetRef,
+    },
 };
 
 /// Options of a backtest.
@@ -111,83 +114,132 @@ pub async fn run(
     opts: &Options,
     mut tick: impl FnMut(),
 ) -> Result<Report, DiagnoseError> {
-    let spec = &policy.spec;
-    let Some(target) = spec.target_ref.clone() else {
-        return Err(DiagnoseError::Fetch(
-            "backtest replays one workload: the policy needs spec.targetRef, not a selector".into(),
-        ));
-    };
-    let ns = policy
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| opts.namespace.clone());
-    let name = policy
-        .metadata
-        .name
-        .clone()
-        .unwrap_or_else(|| "policy".into());
-    let key = DiscoveredWorkload {
-        kind: target.kind,
-        namespace: ns.clone(),
-        name: target.name.clone(),
-    };
-    let mut report = Report {
-        target: format!("{}/{}/{}", key.kind.as_str(), ns, key.name),
-        evaluations: 0,
-        blind: 0,
-        decisions: vec![],
-        incidents: vec![],
-        pods_seen: BTreeSet::new(),
-    };
-    let mut history: Vec<Remediation> = vec![];
-    let mut scaled_to: Option<i32> = None;
+    let mut replay = Replay::new(policy, opts)?;
     let mut t = opts.from;
     while t <= opts.to + 1e-6 {
+        replay.evaluate_at(prom, opts, t).await?;
+        tick();
+        t += opts.every;
+    }
+    Ok(replay.finish())
+}
+
+/// What a replay remembers between evaluations: the imagined incidents and replica count.
+struct Replay<'a> {
+    spec: &'a RemediationPolicySpec,
+    name: String,
+    target: TargetRef,
+    key: DiscoveredWorkload,
+    history: Vec<Remediation>,
+    scaled_to: Option<i32>,
+    report: Report,
+}
+
+impl<'a> Replay<'a> {
+    fn new(policy: &'a RemediationPolicy, opts: &Options) -> Result<Self, DiagnoseError> {
+        let Some(target) = policy.spec.target_ref.clone() else {
+            return Err(DiagnoseError::Fetch(
+                "backtest replays one workload: the policy needs spec.targetRef, not a selector"
+                    .into(),
+            ));
+        };
+        let ns = policy
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| opts.namespace.clone());
+        let key = DiscoveredWorkload {
+            kind: target.kind,
+            namespace: ns.clone(),
+            name: target.name.clone(),
+        };
+        Ok(Self {
+            spec: &policy.spec,
+            name: policy
+                .metadata
+                .name
+                .clone()
+                .unwrap_or_else(|| "policy".into()),
+            report: Report {
+                target: format!("{}/{}/{}", key.kind.as_str(), ns, key.name),
+                evaluations: 0,
+                blind: 0,
+                decisions: vec![],
+                incidents: vec![],
+                pods_seen: BTreeSet::new(),
+            },
+            target,
+            key,
+            history: vec![],
+            scaled_to: None,
+        })
+    }
+
+    /// One evaluation at `t` (unix seconds): the sweep on what Prometheus showed then, the
+    /// engine's decision, and the imagined outcome.
+    async fn evaluate_at(
+        &mut self,
+        prom: &PromClient,
+        opts: &Options,
+        t: f64,
+    ) -> Result<(), DiagnoseError> {
         let now = ts(t);
+        let ns = self.key.namespace.clone();
         let workloads = fetch::discover(prom, &escape_regex(&ns), t, &opts.settings.window).await?;
-        let pods = workloads.get(&key).cloned().unwrap_or_default();
-        report.pods_seen.extend(pods.iter().map(|p| p.name.clone()));
+        let pods = workloads.get(&self.key).cloned().unwrap_or_default();
+        self.report
+            .pods_seen
+            .extend(pods.iter().map(|p| p.name.clone()));
         let subject = Subject {
-            spec,
+            spec: self.spec,
             namespace: &ns,
-            workload: &target.name,
+            workload: &self.target.name,
             pods: &pods,
         };
         let ev = sweep::evaluate_one(prom, &subject, t, &opts.settings).await;
-        report.evaluations += 1;
+        self.report.evaluations += 1;
         if ev.fetch_error.is_some() {
-            report.blind += 1;
+            self.report.blind += 1;
         }
         let live = LivePod::offline(&pods);
-        let replicas = scaled_to
+        let replicas = self
+            .scaled_to
             .unwrap_or(live.len() as i32)
             .max(live.len() as i32);
         let workload = Workload {
-            target: target.clone(),
+            target: self.target.clone(),
             replicas,
             available: replicas,
             selector: None,
             restarted_at: None,
         };
         let intent = engine::decide(&engine::Observed {
-            policy: &name,
-            spec,
-            target: &target,
+            policy: &self.name,
+            spec: self.spec,
+            target: &self.target,
             workload: Some(&workload),
             // Offline: who owns the replicas cannot be known.
             replicas_owner: &crate::remediation::owners::NO_OWNER,
             pods: &live,
-            history: &history,
+            history: &self.history,
             evaluated: &ev,
             now,
         });
-        let (idx, before, status, act) = match intent {
-            Intent::Idle | Intent::Hold { .. } => {
-                tick();
-                t += opts.every;
-                continue;
-            }
+        if let Some((idx, before, status, act)) = self.imagine(intent, now) {
+            self.advance(idx, &before, status, act, &ev, t);
+        }
+        Ok(())
+    }
+
+    /// The incident an intent opens or advances: its index, status before and after, and whether
+    /// it acts. `None` when there is nothing to do.
+    fn imagine(
+        &mut self,
+        intent: Intent,
+        now: Timestamp,
+    ) -> Option<(usize, RemediationStatus, RemediationStatus, bool)> {
+        match intent {
+            Intent::Idle | Intent::Hold { .. } => None,
             Intent::Open(o) => {
                 let mut r = Remediation::new(&o.name, o.spec);
                 r.metadata.creation_timestamp = Some(Time(now));
@@ -195,36 +247,44 @@ pub async fn run(
                     engine::SEQ_LABEL.to_string(),
                     o.seq.to_string(),
                 )]));
-                history.push(r);
-                (
-                    history.len() - 1,
+                self.history.push(r);
+                Some((
+                    self.history.len() - 1,
                     RemediationStatus::default(),
                     o.status,
                     o.act,
-                )
+                ))
             }
-            Intent::Advance(a) => {
-                let Some(i) = history
-                    .iter()
-                    .position(|r| r.metadata.name.as_deref() == Some(a.name.as_str()))
-                else {
-                    tick();
-                    t += opts.every;
-                    continue;
-                };
-                (i, a.before, a.status, a.act)
-            }
-        };
+            Intent::Advance(a) => self
+                .history
+                .iter()
+                .position(|r| r.metadata.name.as_deref() == Some(a.name.as_str()))
+                .map(|i| (i, a.before, a.status, a.act)),
+        }
+    }
+
+    /// Applies an imagined attempt at once and records the decisions (the action, an escalation).
+    fn advance(
+        &mut self,
+        idx: usize,
+        before: &RemediationStatus,
+        status: RemediationStatus,
+        act: bool,
+        ev: &sweep::Evaluated,
+        t: f64,
+    ) {
+        let now = ts(t);
+        let fault = self.history[idx].spec.fault.clone();
         let status = if act {
             if let Some(a) = status.attempts.last() {
                 if let Some(to) = a.to_replicas {
-                    scaled_to = Some(to);
+                    self.scaled_to = Some(to);
                 }
-                report.decisions.push(Decision {
+                self.report.decisions.push(Decision {
                     at: now.to_string(),
                     t,
                     incident: idx + 1,
-                    fault: history[idx].spec.fault.clone(),
+                    fault: fault.clone(),
                     action: a.action,
                     pods: a
                         .pods
@@ -234,50 +294,53 @@ pub async fn run(
                     message: ev
                         .verdicts
                         .iter()
-                        .find(|v| v.fault == history[idx].spec.fault)
+                        .find(|v| v.fault == fault)
                         .map(|v| v.verdict.message.clone())
                         .unwrap_or_default(),
                 });
             }
-            engine::after_execution(status, Outcome::Applied("imagined".into()), spec, now)
+            engine::after_execution(status, Outcome::Applied("imagined".into()), self.spec, now)
         } else {
             status
         };
         if status.phase == Phase::Escalated && before.phase != Phase::Escalated {
-            report.decisions.push(Decision {
+            self.report.decisions.push(Decision {
                 at: now.to_string(),
                 t,
                 incident: idx + 1,
-                fault: history[idx].spec.fault.clone(),
+                fault,
                 action: ActionType::Escalate,
-                pods: history[idx].spec.pods.clone(),
+                pods: self.history[idx].spec.pods.clone(),
                 message: status.message.clone(),
             });
         }
-        history[idx].status = Some(status);
-        tick();
-        t += opts.every;
+        self.history[idx].status = Some(status);
     }
-    report.incidents = history
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let s = r.status.clone().unwrap_or_default();
-            IncidentOut {
-                number: i + 1,
-                fault: r.spec.fault.clone(),
-                opened_at: r
-                    .metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .map(|c| c.0.to_string())
-                    .unwrap_or_default(),
-                phase: s.phase,
-                message: s.message,
-            }
-        })
-        .collect();
-    Ok(report)
+
+    /// The report, with how each imagined incident ended.
+    fn finish(mut self) -> Report {
+        self.report.incidents = self
+            .history
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let s = r.status.clone().unwrap_or_default();
+                IncidentOut {
+                    number: i + 1,
+                    fault: r.spec.fault.clone(),
+                    opened_at: r
+                        .metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .map(|c| c.0.to_string())
+                        .unwrap_or_default(),
+                    phase: s.phase,
+                    message: s.message,
+                }
+            })
+            .collect();
+        self.report
+    }
 }
 
 /// The report as a table for people.

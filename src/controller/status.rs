@@ -152,24 +152,7 @@ fn evaluated(
         Reason::Evaluating,
         String::new(),
     );
-    // The data condition: a fetch error, or Prometheus answering nothing for every target.
-    let no_data =
-        blind.is_none() && !targets.is_empty() && targets.iter().all(|t| t.evaluated.no_data);
-    let data_problem = match &blind {
-        Some(e) => Some((
-            Reason::from_category(e.category()),
-            format!("cannot read metrics ({e})"),
-        )),
-        None if no_data => Some((
-            Reason::NoData,
-            format!(
-                "Prometheus has no series of any signal for the pods of {} (check the query \
-                 labels and that cAdvisor and kube-state-metrics are scraped)",
-                spec.target_description()
-            ),
-        )),
-        None => None,
-    };
+    let data_problem = data_problem(spec, targets, blind.as_deref());
     match &data_problem {
         Some((r, m)) => set(conditions::DATA_AVAILABLE, false, *r, m.clone()),
         None if targets.is_empty() => st
@@ -222,54 +205,7 @@ fn evaluated(
             ),
         ),
         (_, None) => {
-            let (reason, msg) = if spec.guards.suspend {
-                (
-                    Reason::Suspended,
-                    "evaluating; suspended: no incident will be opened".to_string(),
-                )
-            } else if spec.guards.dry_run {
-                (
-                    Reason::DryRun,
-                    "evaluating in dry run: decisions are recorded, nothing is changed".to_string(),
-                )
-            } else if targets.is_empty() {
-                (
-                    Reason::NoMatchingWorkloads,
-                    format!("no workload matches ({})", spec.target_description()),
-                )
-            } else {
-                (
-                    Reason::Evaluating,
-                    shown.map_or_else(String::new, |t| summary(&t.evaluated.verdicts)),
-                )
-            };
-            // A Scale refused under another owner of the replicas is named in the reason: nothing
-            // will be done for that fault until a person changes the owner.
-            let refused = targets.iter().find_map(|t| {
-                t.held
-                    .as_ref()
-                    .filter(|r| crate::remediation::owners::is_owner_refusal(r.reason))
-                    .map(|r| format!("{}: {}: {}", t.target, r.reason, r.message))
-            });
-            let reason = match (&refused, reason) {
-                (Some(_), Reason::Evaluating) => Reason::ScaleRefused,
-                (_, r) => r,
-            };
-            let held = refused.or_else(|| {
-                targets.iter().find_map(|t| {
-                    t.held
-                        .as_ref()
-                        .map(|r| format!("{}: {}: {}", t.target, r.reason, r.message))
-                })
-            });
-            let msg = match held {
-                Some(h) => format!("{msg}; {h}"),
-                None => msg,
-            };
-            let msg = match targets.iter().find_map(|t| t.conflict.as_ref()) {
-                Some(c) => format!("{msg}; {c}"),
-                None => msg,
-            };
+            let (reason, msg) = ready(spec, targets, shown);
             set(conditions::READY, true, reason, msg);
         }
     }
@@ -288,32 +224,7 @@ fn evaluated(
         if let Some((_, v)) = choose(&spec.faults, &t.evaluated.verdicts) {
             st.last_fault = Some(v.pattern.as_str().to_string());
         }
-        st.last_evaluation = Some(Evaluation {
-            time: Time(now),
-            queries,
-            verdicts: t
-                .evaluated
-                .verdicts
-                .iter()
-                .map(|v| FaultVerdictStatus {
-                    fault: v.fault.clone(),
-                    verdict: v.verdict.kind,
-                    pods: v.verdict.pods.clone(),
-                    message: v.verdict.message.clone(),
-                    evidence: v
-                        .verdict
-                        .evidence
-                        .iter()
-                        .take(MAX_EVIDENCE)
-                        .cloned()
-                        .collect(),
-                    due: v.verdict.due,
-                    due_in_seconds: v.verdict.due_in,
-                    time_to_limit_seconds: v.verdict.time_to_limit,
-                    confidence: v.verdict.kind.is_fault().then_some(v.verdict.confidence),
-                })
-                .collect(),
-        });
+        st.last_evaluation = Some(last_evaluation(&t.evaluated.verdicts, queries, now));
     }
     st.target_count = targets.len() as u32;
     st.targets = targets
@@ -326,6 +237,117 @@ fn evaluated(
             held: t.held.as_ref().map(|r| r.reason.to_string()),
         })
         .collect();
+}
+
+/// The data condition's problem, if any: a fetch error, or Prometheus answering nothing for every
+/// target.
+fn data_problem(
+    spec: &RemediationPolicySpec,
+    targets: &[TargetOutcome],
+    blind: Option<&crate::diagnosis::fetch::FetchError>,
+) -> Option<(Reason, String)> {
+    if let Some(e) = blind {
+        return Some((
+            Reason::from_category(e.category()),
+            format!("cannot read metrics ({e})"),
+        ));
+    }
+    (!targets.is_empty() && targets.iter().all(|t| t.evaluated.no_data)).then(|| {
+        (
+            Reason::NoData,
+            format!(
+                "Prometheus has no series of any signal for the pods of {} (check the query \
+                 labels and that cAdvisor and kube-state-metrics are scraped)",
+                spec.target_description()
+            ),
+        )
+    })
+}
+
+/// Ready's reason and message when the data is fine: the kill switches, no workload, or the
+/// verdicts, then what holds an action and a conflict with another policy.
+fn ready(
+    spec: &RemediationPolicySpec,
+    targets: &[TargetOutcome],
+    shown: Option<&TargetOutcome>,
+) -> (Reason, String) {
+    let (reason, msg) = if spec.guards.suspend {
+        (
+            Reason::Suspended,
+            "evaluating; suspended: no incident will be opened".to_string(),
+        )
+    } else if spec.guards.dry_run {
+        (
+            Reason::DryRun,
+            "evaluating in dry run: decisions are recorded, nothing is changed".to_string(),
+        )
+    } else if targets.is_empty() {
+        (
+            Reason::NoMatchingWorkloads,
+            format!("no workload matches ({})", spec.target_description()),
+        )
+    } else {
+        (
+            Reason::Evaluating,
+            shown.map_or_else(String::new, |t| summary(&t.evaluated.verdicts)),
+        )
+    };
+    // A Scale refused under another owner of the replicas is named in the reason: nothing will be
+    // done for that fault until a person changes the owner.
+    let refused = targets.iter().find_map(|t| {
+        t.held
+            .as_ref()
+            .filter(|r| crate::remediation::owners::is_owner_refusal(r.reason))
+            .map(|r| format!("{}: {}: {}", t.target, r.reason, r.message))
+    });
+    let reason = match (&refused, reason) {
+        (Some(_), Reason::Evaluating) => Reason::ScaleRefused,
+        (_, r) => r,
+    };
+    let held = refused.or_else(|| {
+        targets.iter().find_map(|t| {
+            t.held
+                .as_ref()
+                .map(|r| format!("{}: {}: {}", t.target, r.reason, r.message))
+        })
+    });
+    let msg = match held {
+        Some(h) => format!("{msg}; {h}"),
+        None => msg,
+    };
+    let msg = match targets.iter().find_map(|t| t.conflict.as_ref()) {
+        Some(c) => format!("{msg}; {c}"),
+        None => msg,
+    };
+    (reason, msg)
+}
+
+/// The `lastEvaluation` of one target's verdicts.
+fn last_evaluation(verdicts: &[FaultVerdict], queries: u32, now: Timestamp) -> Evaluation {
+    Evaluation {
+        time: Time(now),
+        queries,
+        verdicts: verdicts
+            .iter()
+            .map(|v| FaultVerdictStatus {
+                fault: v.fault.clone(),
+                verdict: v.verdict.kind,
+                pods: v.verdict.pods.clone(),
+                message: v.verdict.message.clone(),
+                evidence: v
+                    .verdict
+                    .evidence
+                    .iter()
+                    .take(MAX_EVIDENCE)
+                    .cloned()
+                    .collect(),
+                due: v.verdict.due,
+                due_in_seconds: v.verdict.due_in,
+                time_to_limit_seconds: v.verdict.time_to_limit,
+                confidence: v.verdict.kind.is_fault().then_some(v.verdict.confidence),
+            })
+            .collect(),
+    }
 }
 
 /// Bounds every free-text field, so one noisy detector cannot make the object too big to write.

@@ -151,30 +151,41 @@ fn phase_ms(uid: &str, interval_ms: i64) -> i64 {
 /// Policies whose faults only escalate cannot conflict and are left out.
 type Owners = HashMap<(String, TargetRef), Vec<(Option<Timestamp>, String)>>;
 
-fn owners(snap: &Snapshot) -> Owners {
-    let mut out: Owners = HashMap::new();
+/// Every policy's targets (by UID), resolved once per sweep, and the owners they imply.
+struct Targeting {
+    targets: HashMap<String, Vec<TargetRef>>,
+    owners: Owners,
+}
+
+fn targeting(snap: &Snapshot) -> Targeting {
+    let mut owners: Owners = HashMap::new();
+    let mut targets = HashMap::new();
     for e in &snap.policies {
         let Ok(p) = e.policy.as_ref() else { continue };
+        let ts = targets_of(snap, &e.namespace, p);
         let mutates = p
             .spec
             .faults
             .iter()
             .any(|f| crate::diagnosis::action_for(f).type_.mutates());
-        if !mutates {
-            continue;
+        if mutates {
+            for t in &ts {
+                owners
+                    .entry((e.namespace.clone(), t.clone()))
+                    .or_default()
+                    .push((
+                        p.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                        e.name.clone(),
+                    ));
+            }
         }
-        for t in targets_of(snap, &e.namespace, p) {
-            out.entry((e.namespace.clone(), t)).or_default().push((
-                p.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                e.name.clone(),
-            ));
-        }
+        targets.insert(e.uid.clone(), ts);
     }
-    for v in out.values_mut() {
+    for v in owners.values_mut() {
         v.sort();
     }
-    out.retain(|_, v| v.len() > 1);
-    out
+    owners.retain(|_, v| v.len() > 1);
+    Targeting { targets, owners }
 }
 
 fn targets_of(snap: &Snapshot, ns: &str, policy: &RemediationPolicy) -> Vec<TargetRef> {
@@ -229,7 +240,7 @@ async fn observe(
     now: Timestamp,
 ) -> Vec<Due> {
     let mut due = vec![];
-    let owners = owners(snap);
+    let targeting = targeting(snap);
     let now_ms = now.as_millisecond();
     for entry in &snap.policies {
         if !ctx.fence.holds_namespace(&entry.namespace) {
@@ -251,7 +262,7 @@ async fn observe(
             continue;
         }
         state.slots.insert(entry.uid.clone(), key);
-        due.push(observe_policy(ctx, state, snap, &owners, entry.clone()).await);
+        due.push(observe_policy(ctx, state, snap, &targeting, entry.clone()).await);
     }
     let live: std::collections::HashSet<&str> = snap
         .policies
@@ -271,7 +282,7 @@ async fn observe_policy(
     ctx: &Context,
     state: &mut SweepState,
     snap: &Snapshot,
-    owners: &Owners,
+    targeting: &Targeting,
     entry: PolicyEntry,
 ) -> Due {
     let mut d = Due {
@@ -315,7 +326,11 @@ async fn observe_policy(
         }
     }
     let ns = d.entry.namespace.clone();
-    for t in targets_of(snap, &ns, &policy) {
+    let targets = targeting
+        .targets
+        .get(&d.entry.uid)
+        .map_or(&[][..], Vec::as_slice);
+    for t in targets.iter().cloned() {
         let workload = snap.workload(&ns, &t).cloned();
         let pods = workload
             .as_ref()
@@ -331,7 +346,7 @@ async fn observe_policy(
             .collect();
         let history = snap.history(&ns, &d.entry.name, &d.entry.uid, &t);
         let last_seq = snap.last_seq(&ns, &d.entry.name, &t);
-        let conflict = conflict_of(owners, &ns, &d.entry.name, &t);
+        let conflict = conflict_of(&targeting.owners, &ns, &d.entry.name, &t);
         d.targets.push(TargetObs {
             target: t,
             workload,

@@ -61,6 +61,8 @@ pub struct SweepState {
     held: HashMap<(String, TargetRef), &'static str>,
     /// What the trail's retention already did.
     trail: retention::State,
+    /// When this replica's first sweep (since start or since it last led) ran.
+    started: Option<Timestamp>,
 }
 
 impl SweepState {
@@ -68,6 +70,7 @@ impl SweepState {
     pub fn forget_writes(&mut self) {
         self.written.clear();
         self.slots.clear();
+        self.started = None;
     }
 }
 
@@ -135,6 +138,14 @@ pub async fn run_once(ctx: &Context, state: &mut SweepState) {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "sweep done"
     );
+}
+
+/// The longest a policy waits for its first evaluation after this replica starts or takes over.
+const STARTUP_SPREAD_MS: i64 = 30_000;
+
+/// Whether a policy this replica has not evaluated yet waits for its turn in the startup spread.
+fn awaits_first_turn(uid: &str, interval_ms: i64, started_ms: i64, now_ms: i64) -> bool {
+    now_ms < started_ms + phase_ms(uid, interval_ms.min(STARTUP_SPREAD_MS))
 }
 
 /// A stable phase for a policy inside its interval, so policies spread over the ticks.
@@ -242,6 +253,7 @@ async fn observe(
     let mut due = vec![];
     let targeting = targeting(snap);
     let now_ms = now.as_millisecond();
+    let started_ms = state.started.get_or_insert(now).as_millisecond();
     for entry in &snap.policies {
         if !ctx.fence.holds_namespace(&entry.namespace) {
             // Another replica's shard.
@@ -259,6 +271,15 @@ async fn observe(
         let slot = (now_ms - phase_ms(&entry.uid, interval_ms)).div_euclid(interval_ms);
         let key = (slot, entry.generation);
         if state.slots.get(&entry.uid) == Some(&key) {
+            continue;
+        }
+        // After a start or a takeover every policy is new to this replica: their first
+        // evaluations spread over at most STARTUP_SPREAD (by phase), not all in the first sweep
+        // (at 1,000 policies, one sweep over every pod, 1,000 status writes and an answer over
+        // the size cap). A policy created later is evaluated at once.
+        if !state.slots.contains_key(&entry.uid)
+            && awaits_first_turn(&entry.uid, interval_ms, started_ms, now_ms)
+        {
             continue;
         }
         state.slots.insert(entry.uid.clone(), key);
@@ -839,4 +860,30 @@ fn entry_rv(_ctx: &Context, entry: &PolicyEntry) -> Option<String> {
         .as_ref()
         .ok()
         .and_then(|p| p.metadata.resource_version.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_evaluations_after_a_start_spread_over_thirty_seconds() {
+        let uids: Vec<String> = (0..1000).map(|i| format!("uid-{i}")).collect();
+        let waiting = |interval_ms: i64, after_ms: i64| {
+            uids.iter()
+                .filter(|u| awaits_first_turn(u, interval_ms, 0, after_ms))
+                .count()
+        };
+        // A 30 s interval, 5 s ticks: about a sixth of the fleet per tick, everyone within 30 s.
+        assert_eq!(waiting(30_000, 0), 1000, "no burst in the first sweep");
+        let first = 1000 - waiting(30_000, 5_000);
+        assert!((100..250).contains(&first), "{first} due in the first 5 s");
+        assert!(waiting(30_000, 15_000) > 350 && waiting(30_000, 15_000) < 650);
+        assert_eq!(waiting(30_000, 30_000), 0);
+        // A long interval still starts within 30 s; a short one within its interval.
+        assert_eq!(waiting(3_600_000, 30_000), 0);
+        assert_eq!(waiting(5_000, 5_000), 0);
+        // Later, a new policy is due at once.
+        assert!(!awaits_first_turn("new", 30_000, 0, 10 * 60_000));
+    }
 }

@@ -142,10 +142,21 @@ pub async fn run_once(ctx: &Context, state: &mut SweepState) {
 
 /// The longest a policy waits for its first evaluation after this replica starts or takes over.
 const STARTUP_SPREAD_MS: i64 = 30_000;
+/// From this many policies on, the first evaluations spread over the whole of
+/// [`STARTUP_SPREAD_MS`]; a smaller fleet over a proportional part (a few policies at once).
+const STARTUP_SPREAD_FLEET: usize = 200;
 
 /// Whether a policy this replica has not evaluated yet waits for its turn in the startup spread.
-fn awaits_first_turn(uid: &str, interval_ms: i64, started_ms: i64, now_ms: i64) -> bool {
-    now_ms < started_ms + phase_ms(uid, interval_ms.min(STARTUP_SPREAD_MS))
+fn awaits_first_turn(
+    uid: &str,
+    interval_ms: i64,
+    policies: usize,
+    started_ms: i64,
+    now_ms: i64,
+) -> bool {
+    let share = policies.min(STARTUP_SPREAD_FLEET) as i64;
+    let spread = interval_ms.min(STARTUP_SPREAD_MS) * share / STARTUP_SPREAD_FLEET as i64;
+    spread > 0 && now_ms < started_ms + phase_ms(uid, spread)
 }
 
 /// A stable phase for a policy inside its interval, so policies spread over the ticks.
@@ -274,11 +285,17 @@ async fn observe(
             continue;
         }
         // After a start or a takeover every policy is new to this replica: their first
-        // evaluations spread over at most STARTUP_SPREAD (by phase), not all in the first sweep
-        // (at 1,000 policies, one sweep over every pod, 1,000 status writes and an answer over
-        // the size cap). A policy created later is evaluated at once.
+        // evaluations spread over at most STARTUP_SPREAD_MS (by phase; less for a small fleet),
+        // not all in the first sweep (at 1,000 policies, one sweep over every pod, 1,000 status
+        // writes and an answer over the size cap). A policy created later is evaluated at once.
         if !state.slots.contains_key(&entry.uid)
-            && awaits_first_turn(&entry.uid, interval_ms, started_ms, now_ms)
+            && awaits_first_turn(
+                &entry.uid,
+                interval_ms,
+                snap.policies.len(),
+                started_ms,
+                now_ms,
+            )
         {
             continue;
         }
@@ -871,7 +888,7 @@ mod tests {
         let uids: Vec<String> = (0..1000).map(|i| format!("uid-{i}")).collect();
         let waiting = |interval_ms: i64, after_ms: i64| {
             uids.iter()
-                .filter(|u| awaits_first_turn(u, interval_ms, 0, after_ms))
+                .filter(|u| awaits_first_turn(u, interval_ms, 1000, 0, after_ms))
                 .count()
         };
         // A 30 s interval, 5 s ticks: about a sixth of the fleet per tick, everyone within 30 s.
@@ -884,6 +901,9 @@ mod tests {
         assert_eq!(waiting(3_600_000, 30_000), 0);
         assert_eq!(waiting(5_000, 5_000), 0);
         // Later, a new policy is due at once.
-        assert!(!awaits_first_turn("new", 30_000, 0, 10 * 60_000));
+        assert!(!awaits_first_turn("new", 30_000, 1000, 0, 10 * 60_000));
+        // A small fleet starts within a proportional part: 10 policies within 1.5 s.
+        assert!(!awaits_first_turn("a", 30_000, 10, 0, 1_500));
+        assert!(!awaits_first_turn("a", 30_000, 1, 0, 150));
     }
 }

@@ -146,6 +146,11 @@ fn hinge(fl: &[(f64, f64)], tc: f64) -> Option<Hinge> {
 /// spread of such excesses, after which the series never falls back below their midpoint. A JVM's committed heap
 /// grows that way; a leak, a filling cache and a GC sawtooth (whose rises fall back) do not.
 fn stepped(raw: &[(f64, f64)]) -> f64 {
+    // A scrape interval longer than the query step repeats each sample: the same value twice is
+    // one sample, not a flat run followed by a jump.
+    let mut raw = raw.to_vec();
+    raw.dedup_by(|b, a| a.1 == b.1);
+    let raw = raw.as_slice();
     if raw.len() < 5 {
         return 0.0;
     }

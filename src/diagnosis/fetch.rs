@@ -195,7 +195,7 @@ pub fn workload_vars(namespace: &str, workload: &str, pods: &[String], window: &
 
 /// Seconds of history a standard signal must cover for these faults: the longest `for` of the
 /// faults that read it (a CrashLoop looks back at least 10 minutes, for loops at kubelet's capped
-/// 5-minute back-off, a MemoryLeak 30 minutes for slow leaks; limits are read at their latest
+/// 5-minute back-off, a MemoryLeak an hour for slow leaks and the shape of a climb; limits are read at their latest
 /// point only).
 pub fn signal_span(faults: &[FaultSpec], sig: StdSignal, step: f64) -> f64 {
     if matches!(sig, StdSignal::CpuLimit | StdSignal::MemoryLimit) {

@@ -767,10 +767,131 @@ fn replicas_capped_at_their_limit_and_throttled_are_contended() {
 }
 
 #[test]
-fn a_memory_leak_fault_reads_half_an_hour() {
+fn a_memory_leak_fault_reads_an_hour() {
     use super::{StdSignal, fetch::signal_span};
     let span = signal_span(&[fault(Pattern::MemoryLeak, 600)], StdSignal::Memory, STEP);
-    assert_eq!(span, 1800.0);
+    assert_eq!(span, 3600.0);
+}
+
+/// Deterministic noise in -1..1 (a hash of the time).
+fn jitter(t: f64, salt: f64) -> f64 {
+    ((t * 12.9898 + salt * 78.233).sin() * 43_758.547).fract()
+}
+
+/// One pod started `age` seconds ago whose working set is `f(seconds since start)` (an hour at
+/// most), with 1 % sample noise.
+fn memory_pod(name: &str, age: f64, limit: f64, f: impl Fn(f64) -> f64) -> PodSeries {
+    let secs = age.min(3600.0);
+    PodSeries {
+        started_at: Some(NOW - age),
+        memory: series(secs, |t| {
+            let since = t + age - secs;
+            f(since) * (1.0 + 0.01 * jitter(since, 1.0))
+        }),
+        memory_limit: Some(limit),
+        ..pod(name)
+    }
+}
+
+#[test]
+fn a_jvm_heap_growing_in_steps_is_not_a_leak() {
+    // A JVM started 40 minutes ago commits its heap in four steps, 5 to 25 minutes after start,
+    // then stays flat with a 3 % ripple of young collections.
+    let heap = |age: f64| {
+        let steps = [300.0, 700.0, 1100.0, 1500.0]
+            .iter()
+            .filter(|s| age >= **s)
+            .count();
+        (60e6 + 80e6 * steps as f64) * (1.0 + 0.03 * (age / 20.0).sin().abs())
+    };
+    let plateau = memory_pod("web-b", 2400.0, 512e6, heap);
+    let v = verdict(Pattern::MemoryLeak, 600, &three_with(plateau));
+    assert_eq!(v.kind, FaultKind::Healthy, "{}", v.message);
+    // Still stepping: the last step 3 minutes ago, more to come.
+    let stepping = memory_pod("web-b", 1280.0, 512e6, heap);
+    let v = verdict(Pattern::MemoryLeak, 600, &three_with(stepping));
+    assert_eq!(v.kind, FaultKind::Healthy, "{}", v.message);
+    assert!(v.message.contains("held jumps"), "{}", v.message);
+}
+
+#[test]
+fn a_cache_filling_towards_its_size_is_not_a_leak() {
+    // size = cap (1 - e^(-t/tau)) from a flush 25 and 15 minutes ago (tau 10 minutes), on pods
+    // started long ago; at its current rate the younger fill would reach the limit within an hour.
+    for from in [1500.0, 900.0] {
+        let fill = move |age: f64| {
+            let t = age - (7200.0 - from);
+            200e6 + 150e6 * (1.0 - (-t.max(0.0) / 600.0).exp())
+        };
+        let v = verdict(
+            Pattern::MemoryLeak,
+            600,
+            &three_with(memory_pod("web-b", 7200.0, 512e6, fill)),
+        );
+        assert_eq!(v.kind, FaultKind::Healthy, "from {from}: {}", v.message);
+        assert!(v.message.contains("slower"), "{}", v.message);
+    }
+}
+
+#[test]
+fn a_linear_leak_under_a_go_gc_sawtooth_is_a_leak_and_due() {
+    // The live heap climbs from 40 minutes ago; the Go GC lets the heap grow to 1.6 times the live
+    // heap every 2 minutes, so the peak reaches the 1 GiB limit 15 minutes from now.
+    let (limit, live_now) = (1024e6, 500e6);
+    let slope = (limit / 1.6 - live_now) / 900.0;
+    let heap = move |age: f64| {
+        let since = age - (7200.0 - 2400.0);
+        let live = live_now - slope * (2400.0 - since.max(0.0));
+        live * (1.0 + 0.6 * (age / 120.0).fract())
+    };
+    let v = verdict(
+        Pattern::MemoryLeak,
+        600,
+        &three_with(memory_pod("web-b", 7200.0, limit, heap)),
+    );
+    assert_eq!(v.kind, FaultKind::MemoryLeak, "{}", v.message);
+    assert_eq!(v.pods, vec!["web-b".to_string()]);
+    assert!(v.due, "{}", v.message);
+    let tte = v.time_to_limit.expect("projected");
+    // 15-second samples miss the very top of each cycle: the projection is a little late.
+    assert!((600.0..1500.0).contains(&tte), "{tte}: {}", v.message);
+    assert!(v.held_for >= 2000.0, "{}", v.held_for);
+}
+
+#[test]
+fn a_slow_leak_far_from_its_limit_is_a_leak_not_due() {
+    // Climbing for an hour, 100 minutes from its limit: classified now, restarted later.
+    let (limit, now_v) = (1024e6, 700e6);
+    let slope = (limit - now_v) / 6000.0;
+    let leak = move |age: f64| now_v - slope * (7200.0 - age);
+    let v = verdict(
+        Pattern::MemoryLeak,
+        600,
+        &three_with(memory_pod("web-b", 7200.0, limit, leak)),
+    );
+    assert_eq!(v.kind, FaultKind::MemoryLeak, "{}", v.message);
+    assert!(!v.due && !v.acts(), "{}", v.message);
+    let tte = v.time_to_limit.expect("projected");
+    assert!((5000.0..7000.0).contains(&tte), "{tte}");
+    assert!(v.due_in.is_some_and(|d| d > 3000.0), "{:?}", v.due_in);
+}
+
+#[test]
+fn a_restart_inside_the_pod_cuts_the_climb_a_gc_drop_does_not() {
+    // Leaked to 450 MB, restarted 20 minutes ago, flat since: not a leak.
+    let restarted = |age: f64| {
+        if age < 7200.0 - 1200.0 {
+            100e6 + 350e6 * age / 6000.0
+        } else {
+            100e6
+        }
+    };
+    let v = verdict(
+        Pattern::MemoryLeak,
+        600,
+        &three_with(memory_pod("web-b", 7200.0, 512e6, restarted)),
+    );
+    assert_eq!(v.kind, FaultKind::Healthy, "{}", v.message);
 }
 
 fn adaptive(pattern: Pattern, secs: u64, min_hold: Option<u64>) -> FaultSpec {
@@ -854,7 +975,7 @@ fn an_adaptive_hold_reads_twice_for_and_only_for_cpu_patterns() {
     let fast = [adaptive(Pattern::RunawayProcess, 120, None)];
     assert_eq!(signal_span(&fast, StdSignal::Cpu, STEP), 240.0);
     let leak = [adaptive(Pattern::MemoryLeak, 600, None)];
-    assert_eq!(signal_span(&leak, StdSignal::Memory, STEP), 1800.0);
+    assert_eq!(signal_span(&leak, StdSignal::Memory, STEP), 3600.0);
 }
 
 #[test]

@@ -142,6 +142,11 @@ struct RunArgs {
     /// Apiserver writes in flight at once.
     #[arg(long, default_value_t = 16)]
     write_concurrency: usize,
+    /// Pods one sweep reads at most; due policies past it wait for the next sweep, the
+    /// longest-waiting first, so an overloaded operator falls behind evenly and its answers stay
+    /// under the answer cap.
+    #[arg(long, default_value_t = homeostat::controller::DEFAULT_SWEEP_MAX_PODS)]
+    sweep_max_pods: usize,
     /// Disruptive actions (evict, scale, roll) allowed to start per minute across all policies.
     #[arg(
         long,
@@ -425,6 +430,7 @@ async fn run_operator(a: RunArgs) -> anyhow::Result<()> {
         tick: a.sweep_tick.get(),
         heartbeat: a.status_heartbeat.get(),
         write_concurrency: a.write_concurrency.max(1),
+        max_pods: a.sweep_max_pods.max(1),
         fleet: homeostat::remediation::fleet::FleetLimits {
             max_per_minute: a.max_disruptions_per_minute,
             storm_fraction: a.storm_fraction.clamp(0.0, 1.0),

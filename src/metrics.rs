@@ -77,6 +77,8 @@ pub struct Metrics {
     pub sweep_queries: Gauge,
     /// Policies evaluated by the last sweep.
     pub sweep_policies: Gauge,
+    /// Due policies the last sweep left for the next (its pod budget was reached).
+    pub sweep_deferred: Gauge,
     /// Policy status writes skipped because nothing changed.
     pub status_unchanged: Counter,
     /// Firing faults held by a guard, by reason (Cooldown, ClusterBudget, StormBrake, ...).
@@ -86,6 +88,8 @@ pub struct Metrics {
     /// Remediations pruned by retention, by reason (age, limit), and orphaned open incidents
     /// halted (halted).
     pub trail_pruned: Family<ResultLabel, Counter>,
+    /// The allocator's heap in bytes, by kind (see `refresh_heap`).
+    pub heap_bytes: Family<HeapLabel, Gauge>,
 }
 
 impl Metrics {
@@ -115,10 +119,12 @@ impl Metrics {
             sweep_decided: Histogram::new(SWEEP_BUCKETS),
             sweep_queries: Gauge::default(),
             sweep_policies: Gauge::default(),
+            sweep_deferred: Gauge::default(),
             status_unchanged: Counter::default(),
             holds: Family::default(),
             storm_brake: Gauge::default(),
             trail_pruned: Family::default(),
+            heap_bytes: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("homeostat");
         r.register(
@@ -195,6 +201,11 @@ impl Metrics {
             m.sweep_policies.clone(),
         );
         r.register(
+            "sweep_deferred",
+            "Due policies the last sweep left for the next because it reached its pod budget",
+            m.sweep_deferred.clone(),
+        );
+        r.register(
             "holds",
             "Firing faults held by a guard, by reason",
             m.holds.clone(),
@@ -210,10 +221,48 @@ impl Metrics {
             m.trail_pruned.clone(),
         );
         r.register(
+            "heap_bytes",
+            "The allocator's heap in bytes: allocated, active, resident, retained",
+            m.heap_bytes.clone(),
+        );
+        r.register(
             "status_unchanged",
             "Policy status writes skipped because nothing changed",
             m.status_unchanged.clone(),
         );
         m
+    }
+}
+
+/// One figure of the allocator's heap.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HeapLabel {
+    /// allocated (live objects), active (their pages), resident (what RSS sees), retained
+    /// (unmapped but kept for reuse).
+    pub kind: String,
+}
+
+impl Metrics {
+    /// Reads jemalloc's heap figures into `heap_bytes`. Cheap (a few atomics after one epoch
+    /// advance); called once per sweep tick. Live objects far below `resident` mean the process
+    /// holds freed memory, not data.
+    pub fn refresh_heap(&self) {
+        use tikv_jemalloc_ctl::{epoch, stats};
+        if epoch::advance().is_err() {
+            return;
+        }
+        let figures = [
+            ("allocated", stats::allocated::read()),
+            ("active", stats::active::read()),
+            ("resident", stats::resident::read()),
+            ("retained", stats::retained::read()),
+        ];
+        for (kind, v) in figures {
+            if let Ok(v) = v {
+                self.heap_bytes
+                    .get_or_create(&HeapLabel { kind: kind.into() })
+                    .set(i64::try_from(v).unwrap_or(i64::MAX));
+            }
+        }
     }
 }

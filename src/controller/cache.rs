@@ -4,7 +4,8 @@
 //! Policies and Remediations are watched as untyped objects and decoded one by one as they arrive,
 //! so a single object the code cannot read is reported on its own instead of stopping the whole
 //! watch; their stores keep only metadata (each object is held once, decoded).
-//! Pods and workloads are pruned to the fields homeostat reads before they are stored.
+//! Pods are decoded into the few fields a sweep reads ([`pods::PodLite`]); workloads are pruned
+//! to the fields homeostat reads before they are stored.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -16,7 +17,6 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, ReplicaSet, StatefulSet},
         autoscaling::v2::HorizontalPodAutoscaler,
-        core::v1::{Pod, PodStatus},
     },
     apimachinery::pkg::apis::meta::v1::LabelSelector,
 };
@@ -34,6 +34,9 @@ use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
 
 mod autoscalers;
+mod pods;
+
+use pods::PodLite;
 
 use crate::{
     remediation::{
@@ -73,7 +76,7 @@ pub struct Caches {
     deployments: Vec<Store<Deployment>>,
     statefulsets: Vec<Store<StatefulSet>>,
     replicasets: Vec<Store<PartialObjectMeta<ReplicaSet>>>,
-    pods: Vec<Store<Pod>>,
+    pods: Vec<Store<PodLite>>,
     hpas: Vec<Store<HorizontalPodAutoscaler>>,
     /// KEDA ScaledObjects; empty while the CRD is not served.
     scaled_objects: Vec<Store<DynamicObject>>,
@@ -245,18 +248,6 @@ where
     })
 }
 
-fn prune_pod(p: &mut Pod) {
-    p.metadata.managed_fields = None;
-    p.metadata.annotations = None;
-    p.metadata.labels = None;
-    p.spec = None;
-    p.status = p.status.take().map(|s| PodStatus {
-        phase: s.phase,
-        start_time: s.start_time,
-        ..PodStatus::default()
-    });
-}
-
 fn prune_deployment(d: &mut Deployment) {
     owners::prune_managed(&mut d.metadata.managed_fields, "replicas");
     if let Some(s) = d.spec.as_mut() {
@@ -346,7 +337,7 @@ impl Caches {
                 prune_meta,
                 "ReplicaSet"
             );
-            typed!(Pod, pods, prune_pod, "Pod");
+            typed!(PodLite, pods, pods::prune, "Pod");
             typed!(
                 HorizontalPodAutoscaler,
                 hpas,

@@ -39,6 +39,10 @@ use crate::{
     v1alpha1::{PrometheusSource, Remediation, RemediationPolicy},
 };
 
+/// Pods one sweep reads by default: at 60 minutes of memory history at a 15 s step, an answer of
+/// about 13 MB, under the 16 MiB answer cap; 1,000 policies of 10 pods at 30 s need 1,700 a tick.
+pub const DEFAULT_SWEEP_MAX_PODS: usize = 2000;
+
 /// Settings of the sweep loop.
 #[derive(Clone, Debug)]
 pub struct SweepSettings {
@@ -50,6 +54,9 @@ pub struct SweepSettings {
     pub heartbeat: Duration,
     /// Apiserver writes in flight at once.
     pub write_concurrency: usize,
+    /// Pods one sweep reads at most (its answers grow with them); due policies past it wait for
+    /// the next sweep, the longest-waiting first. A single policy over more pods still runs.
+    pub max_pods: usize,
     /// Limits across every policy.
     pub fleet: crate::remediation::fleet::FleetLimits,
     /// How long Remediations are kept.
@@ -57,13 +64,14 @@ pub struct SweepSettings {
 }
 
 impl Default for SweepSettings {
-    /// A 5 s tick, a 5 min status heartbeat, 16 writes in flight.
+    /// A 5 s tick, a 5 min status heartbeat, 16 writes in flight, 2,000 pods per sweep.
     fn default() -> Self {
         Self {
             query: Settings::default(),
             tick: Duration::from_secs(5),
             heartbeat: Duration::from_secs(300),
             write_concurrency: 16,
+            max_pods: DEFAULT_SWEEP_MAX_PODS,
             fleet: Default::default(),
             retention: Default::default(),
         }
@@ -253,6 +261,7 @@ pub async fn run(
             _ = ticker.tick() => {},
             _ = &mut shutdown => break,
         }
+        ctx.metrics.refresh_heap();
         let now_held = ctx.fence.held();
         if now_held != held {
             // Another replica wrote these shards' statuses meanwhile: what this one remembers of

@@ -159,6 +159,26 @@ fn awaits_first_turn(
     spread > 0 && now_ms < started_ms + phase_ms(uid, spread)
 }
 
+/// When a policy became due: the start of the first slot it missed since its last evaluation
+/// (a policy not evaluated yet: its current slot).
+fn due_since(last_slot: Option<i64>, slot: i64, interval_ms: i64, phase_ms: i64) -> i64 {
+    let missed = last_slot.map_or(slot, |s| (s + 1).min(slot));
+    missed * interval_ms + phase_ms
+}
+
+/// How many of the due policies (their pod counts, longest-waiting first) one sweep takes: up to
+/// `max_pods` pods, and always the first, however many pods it has.
+fn within_budget(pods: &[usize], max_pods: usize) -> usize {
+    let mut total = 0;
+    for (i, &n) in pods.iter().enumerate() {
+        if i > 0 && total + n > max_pods {
+            return i;
+        }
+        total += n;
+    }
+    pods.len()
+}
+
 /// A stable phase for a policy inside its interval, so policies spread over the ticks.
 fn phase_ms(uid: &str, interval_ms: i64) -> i64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -265,6 +285,9 @@ async fn observe(
     let targeting = targeting(snap);
     let now_ms = now.as_millisecond();
     let started_ms = state.started.get_or_insert(now).as_millisecond();
+    // Due policies, the longest-waiting first: when a sweep cannot take them all, the ones left
+    // go first in the next.
+    let mut candidates = vec![];
     for entry in &snap.policies {
         if !ctx.fence.holds_namespace(&entry.namespace) {
             // Another replica's shard.
@@ -279,16 +302,18 @@ async fn observe(
                 .clamp(1000, i64::MAX as u128) as i64,
             Err(_) => 60_000,
         };
-        let slot = (now_ms - phase_ms(&entry.uid, interval_ms)).div_euclid(interval_ms);
+        let phase = phase_ms(&entry.uid, interval_ms);
+        let slot = (now_ms - phase).div_euclid(interval_ms);
         let key = (slot, entry.generation);
-        if state.slots.get(&entry.uid) == Some(&key) {
+        let last = state.slots.get(&entry.uid);
+        if last == Some(&key) {
             continue;
         }
         // After a start or a takeover every policy is new to this replica: their first
         // evaluations spread over at most STARTUP_SPREAD_MS (by phase; less for a small fleet),
         // not all in the first sweep (at 1,000 policies, one sweep over every pod, 1,000 status
         // writes and an answer over the size cap). A policy created later is evaluated at once.
-        if !state.slots.contains_key(&entry.uid)
+        if last.is_none()
             && awaits_first_turn(
                 &entry.uid,
                 interval_ms,
@@ -299,8 +324,39 @@ async fn observe(
         {
             continue;
         }
-        state.slots.insert(entry.uid.clone(), key);
-        due.push(observe_policy(ctx, state, snap, &targeting, entry.clone()).await);
+        candidates.push((
+            due_since(last.map(|(s, _)| *s), slot, interval_ms, phase),
+            key,
+            entry,
+        ));
+    }
+    candidates.sort_by_key(|(since, _, e)| (*since, e.uid.as_str()));
+    let waiting = candidates.len();
+    let mut observed = vec![];
+    for (_, key, entry) in candidates {
+        let d = observe_policy(ctx, state, snap, &targeting, entry.clone()).await;
+        observed.push((key, d));
+    }
+    let pods: Vec<usize> = observed
+        .iter()
+        .map(|(_, d)| d.targets.iter().map(|t| t.pods.len()).sum())
+        .collect();
+    let taken = within_budget(&pods, ctx.settings.max_pods);
+    for (key, d) in observed.into_iter().take(taken) {
+        state.slots.insert(d.entry.uid.clone(), key);
+        due.push(d);
+    }
+    let pods: usize = pods[..taken].iter().sum();
+    let deferred = waiting - due.len();
+    ctx.metrics.sweep_deferred.set(deferred as i64);
+    if deferred > 0 {
+        warn!(
+            deferred,
+            taken = due.len(),
+            pods,
+            max_pods = ctx.settings.max_pods,
+            "this sweep reached its pod budget; the policies left wait for the next, the longest-waiting first (the fleet needs more than one tick: more shards or longer intervals)"
+        );
     }
     let live: std::collections::HashSet<&str> = snap
         .policies
@@ -882,6 +938,31 @@ fn entry_rv(_ctx: &Context, entry: &PolicyEntry) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sweep_takes_due_policies_up_to_its_pod_budget_and_always_the_first() {
+        assert_eq!(within_budget(&[10, 10, 10], 25), 2);
+        assert_eq!(within_budget(&[10, 10, 5], 25), 3);
+        assert_eq!(
+            within_budget(&[5000, 10], 2000),
+            1,
+            "one huge policy still runs, alone"
+        );
+        assert_eq!(within_budget(&[0, 0, 3000], 2000), 2);
+        assert_eq!(within_budget(&[], 2000), 0);
+    }
+
+    #[test]
+    fn the_longest_waiting_policy_goes_first() {
+        // 30 s interval, phases 1 s and 20 s. A policy last evaluated three slots ago has waited
+        // since the slot after that one, longer than one that only missed the current slot.
+        let (i, now_slot) = (30_000, 100);
+        let behind = due_since(Some(97), now_slot, i, 20_000);
+        let current = due_since(Some(99), now_slot, i, 1_000);
+        let new = due_since(None, now_slot, i, 1_000);
+        assert!(behind < current && current == new);
+        assert_eq!(behind, 98 * i + 20_000);
+    }
 
     #[test]
     fn first_evaluations_after_a_start_spread_over_thirty_seconds() {

@@ -1,0 +1,97 @@
+//! The pod cache's own type: a Pod read as only the fields a sweep uses.
+//!
+//! A pruned `k8s_openapi` Pod still carries its `PodSpec` and `PodStatus` inline (about 3 KB per
+//! pod even when both are empty), and the watch decodes every listed pod in full before it can be
+//! pruned. [`PodLite`] is what the watch decodes into: the apiserver's JSON is read straight into
+//! the metadata, the phase and the start time, and the rest is skipped by the decoder.
+
+use k8s_openapi::{
+    Metadata, NamespaceResourceScope, Resource,
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
+};
+use serde::{Deserialize, Serialize};
+
+/// A Pod as the sweep sees it: metadata (names, owner, deletion) and two status fields.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct PodLite {
+    /// The Pod's metadata, pruned to what identifies and owns it once stored.
+    pub metadata: ObjectMeta,
+    /// `status.phase` and `status.startTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<PodLiteStatus>,
+}
+
+/// The status fields a sweep reads.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodLiteStatus {
+    /// Pending, Running, Succeeded, Failed or Unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// When the kubelet accepted the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+}
+
+impl Resource for PodLite {
+    const API_VERSION: &'static str = "v1";
+    const GROUP: &'static str = "";
+    const KIND: &'static str = "Pod";
+    const VERSION: &'static str = "v1";
+    const URL_PATH_SEGMENT: &'static str = "pods";
+    type Scope = NamespaceResourceScope;
+}
+
+impl Metadata for PodLite {
+    type Ty = ObjectMeta;
+
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// Drops what the sweep never reads before the pod is stored.
+pub fn prune(p: &mut PodLite) {
+    let m = &mut p.metadata;
+    m.managed_fields = None;
+    m.annotations = None;
+    m.labels = None;
+    m.finalizers = None;
+    m.generate_name = None;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full Pod from the apiserver decodes into the few fields kept; the rest is skipped.
+    #[test]
+    fn a_full_pod_decodes_into_its_metadata_phase_and_start() {
+        let json = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": "web-1", "namespace": "team", "uid": "u1",
+                "labels": {"app": "web"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-x",
+                    "uid": "rs1", "controller": true}],
+                "managedFields": [{"manager": "kubelet"}]
+            },
+            "spec": {"containers": [{"name": "c", "image": "busybox"}], "nodeName": "n1"},
+            "status": {"phase": "Running", "startTime": "2026-12-01T10:00:00Z",
+                "containerStatuses": [{"name": "c", "restartCount": 3, "ready": true, "image": "x",
+                    "imageID": "", "started": true}]}
+        });
+        let mut p: PodLite = serde_json::from_value(json).expect("a Pod decodes as PodLite");
+        prune(&mut p);
+        assert_eq!(p.metadata.name.as_deref(), Some("web-1"));
+        assert_eq!(p.metadata.owner_references.as_ref().map(Vec::len), Some(1));
+        assert!(p.metadata.labels.is_none() && p.metadata.managed_fields.is_none());
+        let s = p.status.expect("status kept");
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        assert!(s.start_time.is_some());
+    }
+}

@@ -241,7 +241,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Crd { out } => print_crds(out),
         Command::Diagnose(a) => run_diagnose(a).await,
         Command::Backtest(a) => run_backtest(a).await,
-        Command::Run(a) => run_operator(a).await,
+        Command::Run(a) => {
+            homeostat::heap::return_freed_pages_within(homeostat::heap::DECAY_MS);
+            run_operator(a).await
+        }
     }
 }
 

@@ -23,6 +23,8 @@ pub enum Reason {
     Suspended,
     /// `guards.dryRun` is set.
     DryRun,
+    /// `mode: Shadow`: decisions are recorded and scored, nothing is changed.
+    Shadow,
     /// A selector matches no workload.
     NoMatchingWorkloads,
     /// The spec fails a check the schema cannot express.
@@ -67,6 +69,7 @@ impl Reason {
             Self::Evaluating => "Evaluating",
             Self::Suspended => "Suspended",
             Self::DryRun => "DryRun",
+            Self::Shadow => "Shadow",
             Self::NoMatchingWorkloads => "NoMatchingWorkloads",
             Self::InvalidSpec => "InvalidSpec",
             Self::Undecodable => "Undecodable",

@@ -196,6 +196,7 @@ pub fn default_spec() -> RemediationPolicySpec {
         verify: Default::default(),
         guards: Default::default(),
         notify: vec![],
+        mode: Default::default(),
     }
 }
 

@@ -26,8 +26,8 @@ pub enum Health {
 /// halted by the kill switch was stopped on purpose: both Current.
 pub fn health(phase: Phase) -> Health {
     match phase {
-        Phase::Detected | Phase::Acting | Phase::Verifying => Health::InProgress,
-        Phase::Succeeded | Phase::DryRun | Phase::Halted => Health::Current,
+        Phase::Detected | Phase::Acting | Phase::Verifying | Phase::Shadow => Health::InProgress,
+        Phase::Succeeded | Phase::DryRun | Phase::Halted | Phase::Shadowed => Health::Current,
         Phase::Failed | Phase::Escalated => Health::Failed,
     }
 }

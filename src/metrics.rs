@@ -25,7 +25,7 @@ pub struct FaultLabel {
 pub struct ActionLabels {
     /// An `ActionType` name.
     pub action: String,
-    /// applied, blocked, failed, dry_run.
+    /// applied, blocked, failed, dry_run, shadow.
     pub result: String,
 }
 

@@ -148,6 +148,8 @@ async fn open(ctx: &Context, p: &PolicyCtx<'_>, o: Opening) -> Result<Option<Rem
     } else {
         if o.status.phase == Phase::DryRun {
             count_action(ctx, &o.status, "dry_run");
+        } else if o.status.phase == Phase::Shadow {
+            count_action(ctx, &o.status, "shadow");
         }
         saved
     };

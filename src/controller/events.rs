@@ -36,15 +36,15 @@ impl EventReason {
             Self::Ended(Phase::Failed) => "RemediationFailed",
             Self::Ended(Phase::Escalated) => "RemediationEscalated",
             Self::Ended(Phase::DryRun) => "RemediationDryRun",
+            Self::Ended(Phase::Shadowed) => "RemediationShadowed",
             Self::Ended(_) => "RemediationUpdated",
         }
     }
 
     fn type_(self) -> EventType {
         match self {
-            Self::ActionApplied | Self::Ended(Phase::Succeeded | Phase::DryRun) => {
-                EventType::Normal
-            }
+            Self::ActionApplied
+            | Self::Ended(Phase::Succeeded | Phase::DryRun | Phase::Shadowed) => EventType::Normal,
             _ => EventType::Warning,
         }
     }

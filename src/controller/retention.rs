@@ -5,7 +5,8 @@
 //! - of each policy object's terminal incidents for one target, the newest `history_limit` are
 //!   kept; older ones are deleted;
 //! - neither rule deletes an incident the live policy's guards still read (cooldown, relapse
-//!   window, the hourly budget), so a short setting cannot turn into an incident storm;
+//!   window, the hourly budget, the effectiveness memory's failure window), so a short setting
+//!   cannot turn into an incident storm and a failed action is not retried early;
 //! - an open incident is never deleted; one whose policy object is gone can take no further step,
 //!   so it is halted (phase `Halted`, saying why), then ages like any other.
 //!
@@ -173,13 +174,20 @@ pub fn choose(
     plan
 }
 
-/// How far back a policy's guards read its history: the cooldown, the relapse window and the
-/// sliding hour of `maxActionsPerHour`, whichever is longest.
+/// How far back a policy's guards read its history: the cooldown, the relapse window, the
+/// sliding hour of `maxActionsPerHour` and the effectiveness memory's `failureWindow` (when
+/// `skipAfterFailures` is on), whichever is longest.
 pub fn lookback(spec: &crate::v1alpha1::RemediationPolicySpec) -> SignedDuration {
     let d = |x: Duration| SignedDuration::try_from(x).unwrap_or(SignedDuration::MAX);
+    let memory = if spec.guards.skip_after_failures > 0 {
+        d(spec.guards.failure_window.get())
+    } else {
+        SignedDuration::ZERO
+    };
     d(spec.guards.cooldown.get())
         .max(d(spec.guards.relapse_window.get()))
         .max(SignedDuration::from_hours(1))
+        .max(memory)
 }
 
 /// What retention remembers between sweeps: the steps already carried out (per object and kind

@@ -7,10 +7,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use crate::{
     conditions::{self, Reason},
     diagnosis::{Evaluated, FaultVerdict, choose, overall},
-    remediation::guards::Refusal,
+    remediation::{guards::Refusal, memory, shadow},
     v1alpha1::{
-        Evaluation, FaultVerdictStatus, RemediationPolicySpec, RemediationPolicyStatus, TargetRef,
-        TargetStatus,
+        Evaluation, FaultVerdictStatus, PolicyMode, RemediationPolicySpec, RemediationPolicyStatus,
+        ShadowSummary, SkippedAction, TargetRef, TargetStatus,
     },
 };
 
@@ -32,6 +32,10 @@ pub struct TargetOutcome {
     pub held: Option<Refusal>,
     /// Another policy also targets this workload (one of them owns it).
     pub conflict: Option<String>,
+    /// How its shadow incidents on record were scored (none: no shadow incident).
+    pub shadow: Option<ShadowSummary>,
+    /// The actions the effectiveness memory skips now.
+    pub skipping: Vec<SkippedAction>,
 }
 
 /// What a sweep concluded for one policy.
@@ -235,8 +239,16 @@ fn evaluated(
             finding: overall(&spec.faults, &t.evaluated.verdicts),
             active_remediation: t.open.as_ref().map(|(n, _)| n.clone()),
             held: t.held.as_ref().map(|r| r.reason.to_string()),
+            shadow: t.shadow.clone(),
+            skipping: t.skipping.clone(),
         })
         .collect();
+    st.shadow = targets
+        .iter()
+        .filter_map(|t| t.shadow.as_ref())
+        .fold(None, |acc: Option<ShadowSummary>, s| {
+            Some(shadow::add_up(acc.unwrap_or_default(), s))
+        });
 }
 
 /// The data condition's problem, if any: a fetch error, or Prometheus answering nothing for every
@@ -276,6 +288,8 @@ fn ready(
             Reason::Suspended,
             "evaluating; suspended: no incident will be opened".to_string(),
         )
+    } else if spec.mode == PolicyMode::Shadow {
+        (Reason::Shadow, shadow_line(targets))
     } else if spec.guards.dry_run {
         (
             Reason::DryRun,
@@ -319,7 +333,36 @@ fn ready(
         Some(c) => format!("{msg}; {c}"),
         None => msg,
     };
+    let msg = match targets
+        .iter()
+        .find_map(|t| t.skipping.first().map(|s| (t, s)))
+    {
+        Some((t, s)) => format!(
+            "{msg}; {}: skipping {} for fault {}",
+            t.target,
+            memory::describe(s, &spec.guards.failure_window),
+            s.fault
+        ),
+        None => msg,
+    };
     (reason, msg)
+}
+
+/// Ready's message in shadow mode: what enforcing would have done so far.
+fn shadow_line(targets: &[TargetOutcome]) -> String {
+    let sum = targets
+        .iter()
+        .filter_map(|t| t.shadow.as_ref())
+        .fold(ShadowSummary::default(), shadow::add_up);
+    let rate = sum.unnecessary_rate.map_or_else(
+        || "no estimate yet".to_string(),
+        |r| format!("{:.0} %", r * 100.0),
+    );
+    format!(
+        "evaluating in shadow mode: decisions are recorded and scored, nothing is changed; \
+         {} shadow incident(s): {} unnecessary, {} needed, {} pending (unnecessary-action rate {rate})",
+        sum.incidents, sum.unnecessary, sum.needed, sum.pending
+    )
 }
 
 /// The `lastEvaluation` of one target's verdicts.
@@ -401,6 +444,20 @@ pub fn digest(st: &RemediationPolicyStatus) -> String {
             "{}:{:?}:{:?}:{:?};",
             t.target, t.finding, t.active_remediation, t.held
         ));
+        if let Some(sh) = &t.shadow {
+            s.push_str(&format!(
+                "shadow={}/{}/{}/{}/{};",
+                sh.incidents, sh.unnecessary, sh.needed, sh.pending, sh.unscored
+            ));
+        }
+        for k in &t.skipping {
+            s.push_str(&format!(
+                "skip={}/{}/{};",
+                k.fault,
+                k.action.as_str(),
+                k.failures
+            ));
+        }
     }
     s
 }
@@ -458,6 +515,8 @@ mod tests {
             open: None,
             held: None,
             conflict: None,
+            shadow: None,
+            skipping: vec![],
         }
     }
 
@@ -706,5 +765,65 @@ mod tests {
         // Other holds pass; they keep the reason.
         let (ready, _) = held("Cooldown");
         assert_eq!(ready.reason, "Evaluating");
+    }
+
+    #[test]
+    fn shadow_counts_and_skipped_actions_are_shown() {
+        use crate::v1alpha1::{ActionType, PolicyMode, ShadowSummary, SkippedAction};
+        let mut sp = spec();
+        sp.mode = PolicyMode::Shadow;
+        let with = |t: &str, unnecessary: u32, needed: u32| {
+            let mut o = outcome(FaultKind::Healthy, 0.1);
+            o.target.name = t.into();
+            o.shadow = Some(shadow::with_rate(ShadowSummary {
+                incidents: unnecessary + needed,
+                unnecessary,
+                needed,
+                ..ShadowSummary::default()
+            }));
+            o
+        };
+        let mut b = with("b", 0, 1);
+        b.skipping = vec![SkippedAction {
+            fault: "runaway".into(),
+            action: ActionType::RestartPod,
+            failures: 2,
+            incidents: vec!["web-runaway-2".into()],
+            until: None,
+        }];
+        let st = build(
+            None,
+            Some(&sp),
+            Some(1),
+            &PolicyOutcome::Evaluated {
+                targets: vec![with("a", 1, 0), b],
+                queries: 2,
+            },
+            at(0),
+        );
+        let total = st.shadow.clone().expect("a total");
+        assert_eq!(
+            (total.incidents, total.unnecessary, total.needed),
+            (2, 1, 1)
+        );
+        assert_eq!(total.unnecessary_rate, Some(0.5));
+        assert_eq!(
+            st.targets[0].shadow.as_ref().map(|s| s.unnecessary),
+            Some(1)
+        );
+        assert_eq!(st.targets[1].skipping.len(), 1);
+        let r = st
+            .conditions
+            .iter()
+            .find(|c| c.type_ == conditions::READY)
+            .expect("ready");
+        assert_eq!(r.reason, "Shadow");
+        assert!(
+            r.message.contains("1 unnecessary, 1 needed"),
+            "{}",
+            r.message
+        );
+        assert!(r.message.contains("rate 50 %"), "{}", r.message);
+        assert!(r.message.contains("skipping RestartPod"), "{}", r.message);
     }
 }

@@ -205,11 +205,13 @@ fn targeting(snap: &Snapshot) -> Targeting {
     for e in &snap.policies {
         let Ok(p) = e.policy.as_ref() else { continue };
         let ts = targets_of(snap, &e.namespace, p);
-        let mutates = p
-            .spec
-            .faults
-            .iter()
-            .any(|f| crate::diagnosis::action_for(f).type_.mutates());
+        // A shadow policy changes nothing: like one that only escalates, it cannot conflict.
+        let mutates = p.spec.mode.is_enforce()
+            && p.spec.faults.iter().any(|f| {
+                crate::remediation::memory::ladder(f)
+                    .iter()
+                    .any(|a| a.type_.mutates())
+            });
         if mutates {
             for t in &ts {
                 owners
@@ -842,6 +844,10 @@ async fn write_statuses(
                         open: a.open,
                         held: a.held,
                         conflict: t.conflict.as_ref().map(|(n, _)| n.clone()),
+                        shadow: crate::remediation::shadow::summary(&t.history),
+                        skipping: policy.map_or_else(Vec::new, |p| {
+                            crate::remediation::memory::skipping(&p.spec, &t.history, now)
+                        }),
                     })
                     .collect(),
             },

@@ -127,6 +127,7 @@ pub fn default_faults() -> Vec<FaultSpec> {
         condition: None,
         params: None,
         action: None,
+        fallbacks: vec![],
     };
     vec![
         f("crashloop", Pattern::CrashLoop, 300),

@@ -421,6 +421,7 @@ mod tests {
                 condition: None,
                 params: None,
                 action: None,
+                fallbacks: vec![],
             })
             .collect();
         serde_json::from_value::<RemediationPolicySpec>(serde_json::json!({

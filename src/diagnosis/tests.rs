@@ -61,6 +61,7 @@ fn fault(pattern: Pattern, secs: u64) -> FaultSpec {
         condition: None,
         params: None,
         action: None,
+        fallbacks: vec![],
     }
 }
 

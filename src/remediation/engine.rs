@@ -4,6 +4,8 @@
 //! lifecycle, the action planner and the verification check. The operator, `backtest` and
 //! `diagnose` all call it, so what they do cannot drift apart.
 
+use std::borrow::Cow;
+
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -11,13 +13,15 @@ use super::{
     actions::{self, LivePod, PlanError, Workload},
     guards::{self, Refusal},
     lifecycle::{self, Check, Next},
+    memory,
     owners::{self, ReplicasOwner},
+    shadow,
 };
 use crate::{
-    diagnosis::{Evaluated, FaultVerdict, action_for, actionable, choose},
+    diagnosis::{Evaluated, FaultVerdict, actionable, choose},
     v1alpha1::{
-        ActionType, AttemptResult, FaultKind, FaultSpec, Phase, Remediation, RemediationPolicySpec,
-        RemediationSpec, RemediationStatus, TargetRef,
+        ActionSpec, ActionType, AttemptResult, FaultKind, FaultSpec, Phase, PolicyMode,
+        Remediation, RemediationPolicySpec, RemediationSpec, RemediationStatus, TargetRef,
     },
 };
 
@@ -108,15 +112,36 @@ pub fn decide(o: &Observed<'_>) -> Intent {
         .iter()
         .rev()
         .find(|r| !phase_of(r).is_terminal() && r.spec.target == *o.target);
+    // An enforcing policy's guards never read its shadow incidents: they changed nothing.
+    let guarded = guard_history(o.spec, o.history);
+    let g = Observed {
+        history: &guarded,
+        ..*o
+    };
     if let Some(rem) = open {
-        return advance(o, rem);
+        return advance(&g, rem);
     }
     if o.evaluated.fetch_error.is_some() {
         return Intent::Idle;
     }
     match choose(&o.spec.faults, &o.evaluated.verdicts) {
-        Some((fault, verdict)) if actionable(verdict) => open_incident(o, fault, verdict),
+        Some((fault, verdict)) if actionable(verdict) => {
+            open_incident(&g, fault, verdict, next_seq(o.history))
+        }
         _ => Intent::Idle,
+    }
+}
+
+/// The incidents the guards read: all of them in shadow mode (it mirrors what enforcing would
+/// do), only the real ones when enforcing.
+fn guard_history<'h>(
+    spec: &RemediationPolicySpec,
+    history: &'h [Remediation],
+) -> Cow<'h, [Remediation]> {
+    if spec.mode == PolicyMode::Shadow || !history.iter().any(|r| r.spec.shadow) {
+        Cow::Borrowed(history)
+    } else {
+        Cow::Owned(history.iter().filter(|r| !r.spec.shadow).cloned().collect())
     }
 }
 
@@ -137,8 +162,14 @@ fn check_of(rem: &Remediation, ev: &Evaluated) -> Option<(Check, Vec<String>)> {
     })
 }
 
-fn open_incident(o: &Observed<'_>, fault: &FaultSpec, verdict: &FaultVerdict) -> Intent {
-    let action = action_for(fault);
+fn open_incident(o: &Observed<'_>, fault: &FaultSpec, verdict: &FaultVerdict, seq: u32) -> Intent {
+    // The effectiveness memory picks the rung of the ladder; none left: escalate.
+    let (rung, skipped) = memory::choose(fault, &o.spec.guards, o.history, o.now);
+    let exhausted = rung.is_none();
+    let action = rung.unwrap_or(ActionSpec {
+        type_: ActionType::Escalate,
+        scale: None,
+    });
     if let Err(refusal) = guards::may_open(
         &o.spec.guards,
         o.history,
@@ -160,7 +191,7 @@ fn open_incident(o: &Observed<'_>, fault: &FaultSpec, verdict: &FaultVerdict) ->
             refusal,
         };
     }
-    let seq = next_seq(o.history);
+    let shadow_mode = o.spec.mode == PolicyMode::Shadow;
     let spec = RemediationSpec {
         policy_ref: o.policy.to_string(),
         target: o.target.clone(),
@@ -170,12 +201,54 @@ fn open_incident(o: &Observed<'_>, fault: &FaultSpec, verdict: &FaultVerdict) ->
         action,
         evidence: verdict.verdict.evidence.iter().take(10).cloned().collect(),
         dry_run: o.spec.guards.dry_run,
+        shadow: shadow_mode,
+        skipped,
     };
     let detected = RemediationStatus {
         phase: Phase::Detected,
         message: verdict.verdict.message.clone(),
         ..RemediationStatus::default()
     };
+    let skip_note = (!spec.skipped.is_empty()).then(|| {
+        format!(
+            "skipped {}",
+            spec.skipped
+                .iter()
+                .map(|s| memory::describe(s, &o.spec.guards.failure_window))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    });
+    let name = incident_name(o.policy, o.target, &fault.name, seq);
+    if shadow_mode {
+        let status = shadow_open(o, &spec, detected, exhausted, skip_note, verdict);
+        return Intent::Open(Box::new(Opening {
+            name,
+            seq,
+            spec,
+            status,
+            act: false,
+        }));
+    }
+    if exhausted {
+        let status = lifecycle::escalate(
+            detected,
+            format!(
+                "every action of {}'s ladder failed too often on {}: {}; a person must look",
+                fault.name,
+                o.target,
+                skip_note.unwrap_or_default()
+            ),
+            o.now,
+        );
+        return Intent::Open(Box::new(Opening {
+            name,
+            seq,
+            spec,
+            status,
+            act: false,
+        }));
+    }
     let (s, next) = lifecycle::step(&spec, &detected, &o.spec.verify, Check::Firing, o.now);
     let relapse = spec
         .action
@@ -201,8 +274,15 @@ fn open_incident(o: &Observed<'_>, fault: &FaultSpec, verdict: &FaultVerdict) ->
         (Next::Plan(n), None) => plan_attempt(o, &spec, s, n, verdict.verdict.pods.clone()),
         (Next::Idle | Next::Execute, _) => (s, false),
     };
+    let status = match skip_note {
+        Some(note) => RemediationStatus {
+            message: format!("{}; {note}", status.message),
+            ..status
+        },
+        None => status,
+    };
     Intent::Open(Box::new(Opening {
-        name: incident_name(o.policy, o.target, &fault.name, seq),
+        name,
         seq,
         spec,
         status,
@@ -210,15 +290,85 @@ fn open_incident(o: &Observed<'_>, fault: &FaultSpec, verdict: &FaultVerdict) ->
     }))
 }
 
+/// The first status of a shadow incident: what enforcing would do (the planned attempt, recorded
+/// as `Shadow`, or why it would wait or escalate), nothing executed.
+fn shadow_open(
+    o: &Observed<'_>,
+    spec: &RemediationSpec,
+    detected: RemediationStatus,
+    exhausted: bool,
+    skip_note: Option<String>,
+    verdict: &FaultVerdict,
+) -> RemediationStatus {
+    let mut s = detected;
+    let kind = spec.action.type_;
+    let would = if exhausted {
+        "would escalate: every action of the ladder failed too often".to_string()
+    } else if !kind.mutates() {
+        format!("would escalate to a person (action {})", kind.as_str())
+    } else if let Some(workload) = o.workload {
+        match actions::plan(
+            &spec.action,
+            workload,
+            o.replicas_owner,
+            o.pods,
+            &verdict.verdict.pods,
+            &o.spec.guards,
+            o.now,
+        ) {
+            Ok(mut attempt) => {
+                attempt.number = 1;
+                attempt.started_at = Time(o.now);
+                attempt.result = AttemptResult::Shadow;
+                let w = format!("would run {}: {}", kind.as_str(), attempt.message);
+                s.attempts.push(attempt);
+                w
+            }
+            Err(PlanError::Blocked(m)) => format!("would wait to act: {m}"),
+            Err(PlanError::Escalate(m)) => format!("would escalate: {m}"),
+            Err(PlanError::Refused(r)) => format!("would escalate: {}: {}", r.reason, r.message),
+        }
+    } else {
+        format!("would wait to act: {} not found", o.target)
+    };
+    let would = match skip_note {
+        Some(n) => format!("{would} ({n})"),
+        None => would,
+    };
+    shadow::open(s, would, &o.spec.verify, o.now)
+}
+
 fn advance(o: &Observed<'_>, rem: &Remediation) -> Intent {
     let before = rem.status.clone().unwrap_or_default();
     let name = rem.metadata.name.clone().unwrap_or_default();
     if let Some(why) = kill_switch(o.spec, rem) {
         let mut status = before.clone();
+        if rem.spec.shadow {
+            status.shadow_outcome = Some(crate::v1alpha1::ShadowOutcome::Unscored);
+        }
         status.phase = Phase::Halted;
         status.finished_at = Some(Time(o.now));
         status.deadline = None;
         status.message = format!("halted: {why}; nothing more will be done for this incident");
+        return Intent::Advance(Box::new(Advancing {
+            name,
+            before,
+            status,
+            act: false,
+        }));
+    }
+    if rem.spec.shadow {
+        let status = match check_of(rem, o.evaluated) {
+            Some((check, _)) => shadow::step(&before, &o.spec.verify, check, o.now),
+            None => shadow::unscored(
+                before.clone(),
+                o.now,
+                format!(
+                    "fault {} is no longer in the policy; closing unscored",
+                    rem.spec.fault
+                ),
+            ),
+        };
         return Intent::Advance(Box::new(Advancing {
             name,
             before,
@@ -273,13 +423,18 @@ fn advance(o: &Observed<'_>, rem: &Remediation) -> Intent {
     }))
 }
 
-/// Why the kill switch stops an open incident, if it does: `suspend`, or `dryRun` set after an
-/// incident opened for real.
+/// Why the kill switch stops an open incident, if it does: `suspend`, `dryRun` set after an
+/// incident opened for real, or `mode` changed (a shadow incident must not hold an enforcing
+/// policy; a real one must not go on acting under shadow).
 fn kill_switch(spec: &RemediationPolicySpec, rem: &Remediation) -> Option<&'static str> {
     if spec.guards.suspend {
         Some("spec.guards.suspend was set while the incident was open")
-    } else if spec.guards.dry_run && !rem.spec.dry_run {
+    } else if spec.guards.dry_run && !rem.spec.dry_run && !rem.spec.shadow {
         Some("spec.guards.dryRun was set while the incident was open")
+    } else if spec.mode == PolicyMode::Enforce && rem.spec.shadow {
+        Some("spec.mode was set to Enforce while this shadow incident was open")
+    } else if spec.mode == PolicyMode::Shadow && !rem.spec.shadow {
+        Some("spec.mode was set to Shadow while the incident was open")
     } else {
         None
     }

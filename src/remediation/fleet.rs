@@ -204,6 +204,8 @@ mod tests {
                 },
                 evidence: vec![],
                 dry_run: false,
+                shadow: false,
+                skipped: vec![],
             },
             status: RemediationStatus::default(),
             act: true,

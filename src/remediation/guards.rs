@@ -13,7 +13,7 @@ pub struct Refusal {
     pub message: String,
 }
 
-/// When actions (or, in dry run, decisions) were taken for a target, newest last.
+/// When actions (or, in dry run and shadow mode, decisions) were taken for a target, newest last.
 pub fn action_times(history: &[Remediation]) -> Vec<Timestamp> {
     let mut t: Vec<Timestamp> = history
         .iter()
@@ -21,7 +21,7 @@ pub fn action_times(history: &[Remediation]) -> Vec<Timestamp> {
         .flat_map(|s| s.attempts.iter())
         .filter_map(|a| match a.result {
             AttemptResult::Applied => a.applied_at.as_ref().map(|t| t.0),
-            AttemptResult::DryRun => Some(a.started_at.0),
+            AttemptResult::DryRun | AttemptResult::Shadow => Some(a.started_at.0),
             _ => None,
         })
         .collect();
@@ -158,6 +158,8 @@ mod tests {
                 },
                 evidence: vec![],
                 dry_run: false,
+                shadow: false,
+                skipped: vec![],
             },
         );
         r.status = Some(RemediationStatus {

@@ -96,9 +96,14 @@ pub fn step(
             }
         },
         Phase::Verifying => verifying(s, verify, check, now),
-        Phase::Succeeded | Phase::Failed | Phase::Escalated | Phase::DryRun | Phase::Halted => {
-            (s, Next::Idle)
-        }
+        // Shadow incidents are stepped by `super::shadow`; nothing to do here.
+        Phase::Succeeded
+        | Phase::Failed
+        | Phase::Escalated
+        | Phase::DryRun
+        | Phase::Halted
+        | Phase::Shadow
+        | Phase::Shadowed => (s, Next::Idle),
     }
 }
 
@@ -259,6 +264,8 @@ mod tests {
             },
             evidence: vec![],
             dry_run: false,
+            shadow: false,
+            skipped: vec![],
         }
     }
 

@@ -6,4 +6,6 @@ pub mod engine;
 pub mod fleet;
 pub mod guards;
 pub mod lifecycle;
+pub mod memory;
 pub mod owners;
+pub mod shadow;

@@ -83,6 +83,27 @@ pub struct RemediationPolicySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]
     pub notify: Vec<NotifySpec>,
+    /// `Enforce` (default) acts; `Shadow` records each decision as a Remediation that acts on
+    /// nothing and scores it afterwards (did the fault clear by itself within the verify window?).
+    #[serde(default, skip_serializing_if = "PolicyMode::is_enforce")]
+    pub mode: PolicyMode,
+}
+
+/// Whether a policy acts or only shadows what it would do.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum PolicyMode {
+    /// Act on the faults found.
+    #[default]
+    Enforce,
+    /// Act on nothing: record each decision and score it (`status.shadow`).
+    Shadow,
+}
+
+impl PolicyMode {
+    /// Whether this is `Enforce`.
+    pub fn is_enforce(&self) -> bool {
+        *self == Self::Enforce
+    }
 }
 
 /// Workloads chosen by kind and labels.
@@ -233,6 +254,7 @@ pub struct QueryOverrides {
 #[x_kube(validation = Rule::new("self.pattern == 'Threshold' || !has(self.condition)").message("condition only applies to the Threshold pattern"))]
 #[x_kube(validation = Rule::new("self.pattern != 'CrashLoop' || !has(self.action) || self.action.type in ['Escalate', 'None']").message("restarting or scaling does not fix a crash loop: use action Escalate or None"))]
 #[x_kube(validation = Rule::new("self.pattern != 'Threshold' || has(self.action)").message("a Threshold fault needs an action"))]
+#[x_kube(validation = Rule::new("self.pattern != 'CrashLoop' || !has(self.fallbacks) || self.fallbacks.all(a, a.type in ['Escalate', 'None'])").message("restarting or scaling does not fix a crash loop: fallbacks must be Escalate or None"))]
 #[serde(rename_all = "camelCase")]
 pub struct FaultSpec {
     /// A name for this fault, unique in the policy.
@@ -256,6 +278,11 @@ pub struct FaultSpec {
     /// The fix; defaults to the pattern's usual one (RestartPod, Scale by 1, RestartPod, Escalate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<ActionSpec>,
+    /// The next rungs of the ladder after `action`, in order: used instead of an action that
+    /// failed `guards.skipAfterFailures` times within `guards.failureWindow` on this workload.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4))]
+    pub fallbacks: Vec<ActionSpec>,
 }
 
 fn default_for() -> Duration {
@@ -481,6 +508,15 @@ pub struct GuardSpec {
     /// fixed again: the fix does not hold.
     #[serde(default = "default_relapse_window")]
     pub relapse_window: Duration,
+    /// Effectiveness memory: an action whose incidents on this workload failed (escalated after
+    /// it ran, or refused for good) this many times within `failureWindow` is skipped for the
+    /// fault's next fallback, or the incident is escalated when none is left. 0 disables.
+    #[serde(default = "default_skip_after_failures")]
+    #[schemars(range(max = 100))]
+    pub skip_after_failures: u32,
+    /// How far back failures count for `skipAfterFailures`.
+    #[serde(default = "default_failure_window")]
+    pub failure_window: Duration,
 }
 
 impl Default for GuardSpec {
@@ -492,8 +528,18 @@ impl Default for GuardSpec {
             dry_run: false,
             suspend: false,
             relapse_window: default_relapse_window(),
+            skip_after_failures: default_skip_after_failures(),
+            failure_window: default_failure_window(),
         }
     }
+}
+
+fn default_skip_after_failures() -> u32 {
+    2
+}
+
+fn default_failure_window() -> Duration {
+    Duration::from_secs(24 * 3600)
 }
 
 fn default_relapse_window() -> Duration {
@@ -569,6 +615,55 @@ pub struct RemediationPolicyStatus {
     #[serde(default)]
     #[schemars(range(max = 4294967295_u32))]
     pub target_count: u32,
+    /// Shadow mode: how the shadow incidents on record were scored, over every covered workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowSummary>,
+}
+
+/// How a policy's shadow incidents on record were scored (those retention keeps).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShadowSummary {
+    /// Shadow incidents on record.
+    #[schemars(range(max = 4294967295_u32))]
+    pub incidents: u32,
+    /// The fault cleared by itself within the verify window: the action would have been unnecessary.
+    #[schemars(range(max = 4294967295_u32))]
+    pub unnecessary: u32,
+    /// The fault persisted past the verify window: the action was needed.
+    #[schemars(range(max = 4294967295_u32))]
+    pub needed: u32,
+    /// Still being scored.
+    #[schemars(range(max = 4294967295_u32))]
+    pub pending: u32,
+    /// Could not be scored (metrics missing, or stopped by suspend or a mode change).
+    #[schemars(range(max = 4294967295_u32))]
+    pub unscored: u32,
+    /// unnecessary / (unnecessary + needed), when any is scored: the estimated share of actions
+    /// enforcing would have taken for nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unnecessary_rate: Option<f64>,
+}
+
+/// An action the effectiveness memory skips for a fault on a workload.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SkippedAction {
+    /// The fault.
+    #[schemars(length(max = 63))]
+    pub fault: String,
+    /// The action skipped.
+    pub action: ActionType,
+    /// Its failed incidents within `guards.failureWindow`.
+    #[schemars(range(max = 4294967295_u32))]
+    pub failures: u32,
+    /// The failed incidents (newest first, at most 5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    pub incidents: Vec<String>,
+    /// When the oldest counted failure leaves the window (the action may be tried again then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Time>,
 }
 
 /// Where one covered workload stands.
@@ -585,6 +680,12 @@ pub struct TargetStatus {
     /// Why nothing is done, when a firing fault is held by a guard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<String>,
+    /// Shadow mode: how this workload's shadow incidents were scored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowSummary>,
+    /// Actions the effectiveness memory skips now on this workload.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipping: Vec<SkippedAction>,
 }
 
 /// One evaluation of every fault of a policy.

@@ -5,7 +5,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionSpec, ActionType, Evidence, NAME_PATTERN, Pattern, TargetRef};
+use super::{ActionSpec, ActionType, Evidence, NAME_PATTERN, Pattern, SkippedAction, TargetRef};
 
 /// One incident: what was seen, what was done, and how it ended. Created by the operator, owned by its policy.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -26,6 +26,12 @@ use super::{ActionSpec, ActionType, Evidence, NAME_PATTERN, Pattern, TargetRef};
         type_ = "integer",
         json_path = ".status.attemptCount"
     ),
+    printcolumn(
+        name = "Skipped",
+        type_ = "string",
+        json_path = ".spec.skipped[0].action"
+    ),
+    printcolumn(name = "Shadow", type_ = "string", json_path = ".status.shadowOutcome"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -55,6 +61,15 @@ pub struct RemediationSpec {
     /// Whether the policy was in dry-run when the incident opened.
     #[serde(default)]
     pub dry_run: bool,
+    /// Whether the policy was in `mode: Shadow` when the incident opened: nothing is acted on,
+    /// the decision is scored (`status.shadowOutcome`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
+    /// Rungs of the fault's ladder skipped before `action` was chosen, and why (the effectiveness
+    /// memory: they failed `guards.skipAfterFailures` times within `guards.failureWindow`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    pub skipped: Vec<SkippedAction>,
 }
 
 /// Where an incident stands.
@@ -75,8 +90,13 @@ pub enum Phase {
     Escalated,
     /// Dry run: the decision is recorded, nothing was changed.
     DryRun,
-    /// Stopped by the kill switch (`suspend` or `dryRun` set while it was open).
+    /// Stopped by the kill switch (`suspend` or `dryRun` set while it was open, or `mode` changed).
     Halted,
+    /// Shadow mode: the decision is recorded, nothing was changed; watching whether the fault
+    /// clears by itself within the verify window.
+    Shadow,
+    /// Shadow mode: scored (see `shadowOutcome`); nothing was changed.
+    Shadowed,
 }
 
 impl Phase {
@@ -84,7 +104,12 @@ impl Phase {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Self::Succeeded | Self::Failed | Self::Escalated | Self::DryRun | Self::Halted
+            Self::Succeeded
+                | Self::Failed
+                | Self::Escalated
+                | Self::DryRun
+                | Self::Halted
+                | Self::Shadowed
         )
     }
 
@@ -99,6 +124,8 @@ impl Phase {
             Self::Escalated => "Escalated",
             Self::DryRun => "DryRun",
             Self::Halted => "Halted",
+            Self::Shadow => "Shadow",
+            Self::Shadowed => "Shadowed",
         }
     }
 }
@@ -116,6 +143,35 @@ pub enum AttemptResult {
     Failed,
     /// Not carried out: dry run.
     DryRun,
+    /// Not carried out: shadow mode.
+    Shadow,
+}
+
+/// How a shadow incident was scored.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum ShadowOutcome {
+    /// Within the verify window; not scored yet.
+    #[default]
+    Pending,
+    /// The fault cleared by itself (clear for `verify.stableFor` before `verify.timeout`): the
+    /// action would have been unnecessary.
+    Unnecessary,
+    /// The fault persisted through `verify.timeout`: the action was needed.
+    Needed,
+    /// No score: metrics were missing, or the incident was stopped (suspend, a mode change).
+    Unscored,
+}
+
+impl ShadowOutcome {
+    /// The outcome's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Unnecessary => "Unnecessary",
+            Self::Needed => "Needed",
+            Self::Unscored => "Unscored",
+        }
+    }
 }
 
 /// One action taken (or intended) for an incident.
@@ -203,4 +259,7 @@ pub struct RemediationStatus {
     /// Standard conditions (Ready = the incident ended well).
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// Shadow mode: how the decision was scored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_outcome: Option<ShadowOutcome>,
 }

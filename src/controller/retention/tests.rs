@@ -156,3 +156,21 @@ fn an_incident_without_finish_time_ages_from_its_creation() {
     let plan = choose(&[&r], &HashMap::new(), &limits(20, 100), t(99));
     assert!(plan.delete.is_empty());
 }
+
+#[test]
+fn the_effectiveness_memory_window_is_kept() {
+    let mut spec: crate::v1alpha1::RemediationPolicySpec =
+        serde_json::from_value(serde_json::json!({
+            "targetRef": {"kind": "Deployment", "name": "web"},
+            "faults": [{"name": "f", "pattern": "RunawayProcess"}],
+            "guards": {"failureWindow": "24h"},
+        }))
+        .expect("valid");
+    assert_eq!(super::lookback(&spec), SignedDuration::from_hours(24));
+    spec.guards.skip_after_failures = 0;
+    assert_eq!(
+        super::lookback(&spec),
+        SignedDuration::from_hours(1),
+        "memory off"
+    );
+}

@@ -105,6 +105,8 @@ fn incident(phase: Phase, attempts: Vec<Attempt>, opened: i64) -> Remediation {
             },
             evidence: vec![],
             dry_run: false,
+            shadow: false,
+            skipped: vec![],
         },
     );
     r.metadata.creation_timestamp = Some(Time(at(opened)));
@@ -633,4 +635,340 @@ fn an_owner_that_appears_mid_incident_escalates_the_retry() {
         "{}",
         a.status.message
     );
+}
+
+/// A finished incident of the fault `f` using `action`: escalated after it ran (a failure of the
+/// action) when `failed`, else succeeded.
+fn ended(seq: u32, action: ActionType, failed: bool, end: i64) -> Remediation {
+    let mut r = incident(
+        if failed {
+            Phase::Escalated
+        } else {
+            Phase::Succeeded
+        },
+        vec![Attempt {
+            action,
+            ..attempt(AttemptResult::Applied, end - 100)
+        }],
+        end - 120,
+    );
+    r.metadata.name = Some(format!("web-f-{seq}"));
+    r.metadata.labels = Some(BTreeMap::from([(SEQ_LABEL.to_string(), seq.to_string())]));
+    r.spec.action.type_ = action;
+    if let Some(s) = r.status.as_mut() {
+        s.finished_at = Some(Time(at(end)));
+    }
+    r
+}
+
+fn shadow_policy() -> RemediationPolicySpec {
+    let mut s = policy(None, Pattern::RunawayProcess);
+    s.mode = crate::v1alpha1::PolicyMode::Shadow;
+    s
+}
+
+#[test]
+fn shadow_mode_records_the_decision_and_acts_on_nothing() {
+    let c = Case {
+        spec: shadow_policy(),
+        ..base("shadow")
+    };
+    let intent = run(&c);
+    assert!(
+        !super::super::fleet::disrupts(&intent),
+        "no disruption budget spent"
+    );
+    let o = opened(intent);
+    assert!(o.spec.shadow);
+    assert_eq!((o.status.phase, o.act), (Phase::Shadow, false));
+    assert_eq!(
+        o.status.shadow_outcome,
+        Some(crate::v1alpha1::ShadowOutcome::Pending)
+    );
+    // What enforcing would have done is on record, not done.
+    let a = o.status.attempts.last().expect("the planned attempt");
+    assert_eq!(a.result, AttemptResult::Shadow);
+    assert_eq!(a.pods, vec!["web-1/uid-1".to_string()]);
+    assert_eq!(o.status.deadline, Some(Time(at(1000 + 300))));
+
+    // An action that would only escalate is shadowed too (no one is paged).
+    let crash = Case {
+        spec: {
+            let mut s = shadow_policy();
+            s.faults[0].pattern = Pattern::CrashLoop;
+            s.faults[0].action = Some(ActionSpec {
+                type_: ActionType::Escalate,
+                scale: None,
+            });
+            s
+        },
+        ev: verdict(FaultKind::CrashLoop, &["web-1"]),
+        ..base("shadow crash loop")
+    };
+    let o = opened(run(&crash));
+    assert_eq!((o.status.phase, o.act), (Phase::Shadow, false));
+    assert!(
+        o.status.message.contains("would escalate"),
+        "{}",
+        o.status.message
+    );
+}
+
+#[test]
+fn shadow_incidents_are_scored_unnecessary_or_needed() {
+    use crate::v1alpha1::ShadowOutcome::{Needed, Unnecessary, Unscored};
+    let open_shadow = |clear_since: Option<i64>| {
+        let mut r = incident(
+            Phase::Shadow,
+            vec![attempt(AttemptResult::Shadow, 900)],
+            900,
+        );
+        r.spec.shadow = true;
+        if let Some(s) = r.status.as_mut() {
+            s.deadline = Some(Time(at(900 + 300)));
+            s.shadow_outcome = Some(crate::v1alpha1::ShadowOutcome::Pending);
+            s.clear_since = clear_since.map(|t| Time(at(t)));
+        }
+        vec![r]
+    };
+    // (name, clear since, verdict now, now, phase, outcome)
+    let table = [
+        (
+            "cleared by itself, stable",
+            Some(1000),
+            FaultKind::Healthy,
+            1060,
+            Phase::Shadowed,
+            Some(Unnecessary),
+        ),
+        (
+            "cleared, not stable yet",
+            Some(1000),
+            FaultKind::Healthy,
+            1059,
+            Phase::Shadow,
+            None,
+        ),
+        (
+            "still firing in the window",
+            None,
+            FaultKind::RunawayProcess,
+            1199,
+            Phase::Shadow,
+            None,
+        ),
+        (
+            "persisted through the timeout",
+            None,
+            FaultKind::RunawayProcess,
+            1200,
+            Phase::Shadowed,
+            Some(Needed),
+        ),
+        (
+            "blind through the timeout",
+            None,
+            FaultKind::Inconclusive,
+            1200,
+            Phase::Shadowed,
+            Some(Unscored),
+        ),
+    ];
+    for (name, since, kind, now, phase, outcome) in table {
+        let c = Case {
+            spec: shadow_policy(),
+            history: open_shadow(since),
+            ev: verdict(kind, &["web-1"]),
+            now,
+            ..base(name)
+        };
+        let a = advanced(run(&c));
+        assert!(!a.act, "{name}: a shadow incident never acts");
+        assert_eq!(a.status.phase, phase, "{name}: {}", a.status.message);
+        if let Some(o) = outcome {
+            assert_eq!(a.status.shadow_outcome, Some(o), "{name}");
+        }
+    }
+    // Switching to Enforce stops the shadow incident (unscored) instead of holding the policy.
+    let c = Case {
+        history: open_shadow(None),
+        ..base("switched to enforce")
+    };
+    let a = advanced(run(&c));
+    assert_eq!(
+        (a.status.phase, a.status.shadow_outcome),
+        (Phase::Halted, Some(Unscored))
+    );
+    // ... and switching to Shadow halts a real incident, as dryRun does.
+    let c = Case {
+        spec: shadow_policy(),
+        history: vec![incident(
+            Phase::Acting,
+            vec![attempt(AttemptResult::Blocked, 990)],
+            990,
+        )],
+        ..base("switched to shadow")
+    };
+    assert_eq!(advanced(run(&c)).status.phase, Phase::Halted);
+}
+
+#[test]
+fn shadow_cools_down_and_never_holds_an_enforcing_policy() {
+    let mut done = incident(
+        Phase::Shadowed,
+        vec![attempt(AttemptResult::Shadow, 900)],
+        900,
+    );
+    done.spec.shadow = true;
+    // Shadow: the cooldown (10m) holds a persistent fault from being recorded every interval.
+    let c = Case {
+        spec: shadow_policy(),
+        history: vec![done.clone()],
+        ..base("shadow cooldown")
+    };
+    match run(&c) {
+        Intent::Hold { refusal, .. } => assert_eq!(refusal.reason, "Cooldown"),
+        other => panic!("expected Hold, got {other:?}"),
+    }
+    // Enforce: the shadow incident is not an action; the real one acts at once.
+    let c = Case {
+        history: vec![done],
+        ..base("enforce after shadow")
+    };
+    let o = opened(run(&c));
+    assert!(o.act);
+    assert_eq!(o.seq, 2, "numbered after the shadow incident");
+}
+
+#[test]
+fn effectiveness_memory_skips_an_action_that_keeps_failing() {
+    let scale = scale(6).expect("scale");
+    let ladder = |fallbacks: Vec<ActionSpec>| {
+        let mut s = policy(
+            Some(ActionSpec {
+                type_: ActionType::RestartPod,
+                scale: None,
+            }),
+            Pattern::RunawayProcess,
+        );
+        s.faults[0].fallbacks = fallbacks;
+        s.guards.cooldown = Duration::from_secs(60);
+        s.guards.failure_window = Duration::from_secs(3600);
+        s
+    };
+    let two_failures = || {
+        vec![
+            ended(1, ActionType::RestartPod, true, 200),
+            ended(2, ActionType::RestartPod, true, 600),
+        ]
+    };
+    // (name, fallbacks, history, now, action chosen (None: escalated), skipped)
+    type Row = (
+        &'static str,
+        Vec<ActionSpec>,
+        Vec<Remediation>,
+        i64,
+        Option<ActionType>,
+        usize,
+    );
+    let table: Vec<Row> = vec![
+        (
+            "one failure is not enough",
+            vec![scale.clone()],
+            vec![ended(1, ActionType::RestartPod, true, 600)],
+            1000,
+            Some(ActionType::RestartPod),
+            0,
+        ),
+        (
+            "two failures: the next rung",
+            vec![scale.clone()],
+            two_failures(),
+            1000,
+            Some(ActionType::Scale),
+            1,
+        ),
+        (
+            "two failures, no rung left: escalated",
+            vec![],
+            two_failures(),
+            1000,
+            None,
+            1,
+        ),
+        (
+            "the older failure left the window",
+            vec![scale.clone()],
+            two_failures(),
+            200 + 3600,
+            Some(ActionType::RestartPod),
+            0,
+        ),
+        (
+            "successes are not failures",
+            vec![scale.clone()],
+            vec![
+                ended(1, ActionType::RestartPod, false, 200),
+                ended(2, ActionType::RestartPod, true, 600),
+            ],
+            1000,
+            Some(ActionType::RestartPod),
+            0,
+        ),
+    ];
+    for (name, fallbacks, history, now, want, skipped) in table {
+        let mut spec = ladder(fallbacks);
+        // Relapse is another guard; keep it out of these rows.
+        spec.guards.relapse_window = Duration::from_secs(1);
+        let c = Case {
+            spec,
+            workload: Some(workload(3, 3)),
+            history,
+            now,
+            ..base(name)
+        };
+        let o = opened(run(&c));
+        assert_eq!(o.spec.skipped.len(), skipped, "{name}");
+        match want {
+            Some(a) => {
+                assert_eq!(o.spec.action.type_, a, "{name}");
+                assert!(o.act, "{name}: {}", o.status.message);
+            }
+            None => {
+                assert_eq!((o.status.phase, o.act), (Phase::Escalated, false), "{name}");
+                assert!(
+                    o.status.message.contains("ladder"),
+                    "{name}: {}",
+                    o.status.message
+                );
+            }
+        }
+        if skipped > 0 {
+            let s = &o.spec.skipped[0];
+            assert_eq!(
+                (s.action, s.failures),
+                (ActionType::RestartPod, 2),
+                "{name}"
+            );
+            assert_eq!(
+                s.incidents,
+                vec!["web-f-2".to_string(), "web-f-1".to_string()]
+            );
+            assert!(
+                o.status.message.contains("skipped RestartPod"),
+                "{name}: {}",
+                o.status.message
+            );
+        }
+    }
+    // 0 disables the memory.
+    let mut spec = ladder(vec![scale]);
+    spec.guards.skip_after_failures = 0;
+    spec.guards.relapse_window = Duration::from_secs(1);
+    let c = Case {
+        spec,
+        history: two_failures(),
+        ..base("memory off")
+    };
+    assert_eq!(opened(run(&c)).spec.action.type_, ActionType::RestartPod);
 }

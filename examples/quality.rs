@@ -26,7 +26,7 @@ use std::{
 
 use homeostat::{
     diagnose::{self, Options},
-    diagnosis::fetch,
+    diagnosis::{action_for, default_faults, fetch},
     prometheus::{PromClient, PromError, template::escape_regex},
     v1alpha1::{FaultKind, HoldMode, Pattern, RemediationPolicy},
 };
@@ -319,10 +319,36 @@ async fn baseline_at(
 async fn run_seed(seed: u64, args: &Args) -> Result<SeedResult, String> {
     let eval = past_anchor();
     let t = Instant::now();
-    let g = match args.generator.as_str() {
+    let mut g = match args.generator.as_str() {
         "behaviour" => behaviour::generate(seed, eval),
         _ => generate(seed, eval),
     };
+    at_max_replicas_escalate(&mut g.labels);
+    // QUALITY_LABELS=<file>: append every label of the seed to it, one line each (for analysis).
+    if let Ok(path) = std::env::var("QUALITY_LABELS") {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| format!("QUALITY_LABELS {path}: {e}"))?;
+        for l in &g.labels {
+            writeln!(
+                f,
+                "{seed} {} {} {} {} {} {}",
+                l.namespace,
+                l.name,
+                l.class.as_str(),
+                l.variant.as_str().replace(' ', "_"),
+                l.action,
+                l.pods.join(",")
+            )
+            .map_err(|e| format!("QUALITY_LABELS {path}: {e}"))?;
+        }
+        if std::env::var_os("QUALITY_LABELS_ONLY").is_some() {
+            return Err("QUALITY_LABELS_ONLY: labels written, nothing run".into());
+        }
+    }
     let samples: usize = g.series.iter().map(|s| s.samples.len()).sum();
     let text = openmetrics(&g.series);
     drop(g.series);
@@ -467,5 +493,26 @@ async fn main() {
             "{}",
             score::report(name, seeds, results, &order, args.verbose)
         );
+    }
+}
+
+/// A contention of a workload already at the default policy's `maxReplicas` cannot be scaled: the
+/// correct action is to hand it to a person (what the engine's planning does), not a Scale beyond
+/// the configured bound. Both generators label every contention Scale; this corrects the label.
+fn at_max_replicas_escalate(labels: &mut [scenarios::Label]) {
+    let max = default_faults()
+        .iter()
+        .filter(|f| f.pattern == Pattern::ResourceContention)
+        .find_map(|f| action_for(f).scale.map(|s| s.max_replicas));
+    let Some(max) = max else {
+        return;
+    };
+    for l in labels {
+        if l.class == Class::ResourceContention
+            && l.action == "Scale"
+            && l.replicas >= max.max(0) as usize
+        {
+            l.action = "Escalate";
+        }
     }
 }

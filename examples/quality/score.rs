@@ -258,6 +258,22 @@ fn score(results: &[SeedResult], who: Who<'_>, details: bool) -> Scores {
             } else if mutates(&p.action) || p.action == "Escalate" {
                 if p.action != l.action {
                     s.wrong_action += 1;
+                    if details && correct(l, &p) {
+                        s.errors.push(format!(
+                            "seed {} {}/{} [{} {}, {} replicas, {}s scrapes, pods {:?}]: right class, wrong action: {} (labelled {}): {}",
+                            r.seed,
+                            l.namespace,
+                            l.name,
+                            l.class.as_str(),
+                            l.variant.as_str(),
+                            l.replicas,
+                            l.interval,
+                            l.pods,
+                            p.action,
+                            l.action,
+                            p.message
+                        ));
+                    }
                 } else if l.class.pod_level() && p.pods != l.pods {
                     if p.pods.iter().all(|x| l.pods.contains(x)) {
                         s.partial_target += 1;

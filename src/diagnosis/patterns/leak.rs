@@ -32,8 +32,19 @@ const SETTLE: f64 = 180.0;
 /// by half within the hour.
 const SLOWING: f64 = 0.6;
 
-/// A second half more than this many times as fast as the first is not steady (a jump, or a climb
-/// that began within `for`).
+/// A climb not yet due (projected beyond `horizon`) is judged once it has lasted this many times
+/// `for`: whether it slows down is what tells a filling cache (τ of 5–20 minutes) from a leak, and
+/// that takes longer than `for` to show; nothing is lost by waiting, the restart is not due. A
+/// climb that is due is judged after the hold, as before.
+const PATIENCE: f64 = 1.5;
+
+/// How many standard errors the second half's rate must lie below the first's before the climb
+/// is projected as levelling off (`levels_off_below`).
+const PLATEAU_NOISE: f64 = 3.0;
+
+/// A second half more than this many times as fast as the first (and faster by more than twice
+/// the rates' standard error: a GC sawtooth sampled every 30 s leaves noisy floors) is not steady
+/// (a jump, or a climb that began within `for`).
 const SPEEDING: f64 = 2.0;
 
 /// Share of the rise made in held jumps from which a climb is stepped (a JVM growing its committed
@@ -99,9 +110,10 @@ fn floors(pts: &[(f64, f64)], cycle: f64) -> Vec<(f64, f64)> {
 fn onset(fl: &[(f64, f64)]) -> Option<usize> {
     let last = fl.len().saturating_sub(2);
     let stride = last.div_ceil(60).max(1);
+    let sums = Suffix::of(fl);
     let (c, fit) = (0..last)
         .step_by(stride)
-        .filter_map(|c| hinge(fl, fl[c].0).map(|f| (c, f)))
+        .filter_map(|c| sums.hinge(c).map(|f| (c, f)))
         .filter(|x| x.1.b > 0.0)
         .min_by(|a, b| a.1.sse.total_cmp(&b.1.sse))?;
     let residuals: Vec<f64> = fl.iter().map(|p| p.1 - fit.at(p.0)).collect();
@@ -110,7 +122,7 @@ fn onset(fl: &[(f64, f64)]) -> Option<usize> {
 }
 
 /// A level `a` until `tc`, then a climb at `b` per second.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Hinge {
     a: f64,
     b: f64,
@@ -124,21 +136,66 @@ impl Hinge {
     }
 }
 
-/// The least-squares level-then-climb fit whose climb starts at `tc`.
-fn hinge(fl: &[(f64, f64)], tc: f64) -> Option<Hinge> {
-    let n = fl.len() as f64;
-    let x = |p: &(f64, f64)| (p.0 - tc).max(0.0);
-    let mx = fl.iter().map(x).sum::<f64>() / n;
-    let my = fl.iter().map(|p| p.1).sum::<f64>() / n;
-    let sxx: f64 = fl.iter().map(|p| (x(p) - mx).powi(2)).sum();
-    let sxy: f64 = fl.iter().map(|p| (x(p) - mx) * (p.1 - my)).sum();
-    if sxx <= 0.0 {
-        return None;
+/// Suffix sums of the floors (times from the first floor, values about their mean, so that the
+/// sums keep their precision), from which the hinge fit at any floor is O(1) instead of O(n):
+/// `onset` tries up to 60 of them per pod and evaluation.
+struct Suffix {
+    t0: f64,
+    n: f64,
+    my: f64,
+    syy: f64,
+    /// Per index `i`: the sums over the floors after `i` of 1, t, t², y, t·y.
+    after: Vec<[f64; 5]>,
+    ts: Vec<f64>,
+}
+
+impl Suffix {
+    fn of(fl: &[(f64, f64)]) -> Self {
+        let t0 = fl.first().map_or(0.0, |p| p.0);
+        let n = fl.len() as f64;
+        let my = fl.iter().map(|p| p.1).sum::<f64>() / n.max(1.0);
+        let syy = fl.iter().map(|p| (p.1 - my).powi(2)).sum();
+        let mut after = vec![[0.0; 5]; fl.len()];
+        let mut acc = [0.0; 5];
+        for i in (0..fl.len()).rev() {
+            after[i] = acc;
+            let (t, y) = (fl[i].0 - t0, fl[i].1 - my);
+            acc = [
+                acc[0] + 1.0,
+                acc[1] + t,
+                acc[2] + t * t,
+                acc[3] + y,
+                acc[4] + t * y,
+            ];
+        }
+        Self {
+            t0,
+            n,
+            my,
+            syy,
+            after,
+            ts: fl.iter().map(|p| p.0).collect(),
+        }
     }
-    let b = sxy / sxx;
-    let a = my - b * mx;
-    let sse = fl.iter().map(|p| (p.1 - a - b * x(p)).powi(2)).sum();
-    Some(Hinge { a, b, tc, sse })
+
+    /// The least-squares level-then-climb fit whose climb starts at floor `c`: x = max(0, t - tc)
+    /// is t - tc after `c` and 0 up to it.
+    fn hinge(&self, c: usize) -> Option<Hinge> {
+        let tc = self.ts[c];
+        let u = tc - self.t0;
+        let [k, st, stt, sy, sty] = self.after[c];
+        let sx = st - k * u;
+        let sxx = stt - 2.0 * u * st + k * u * u - sx * sx / self.n;
+        // The values are centred: their sum is 0.
+        let sxy = sty - u * sy;
+        if sxx <= 0.0 {
+            return None;
+        }
+        let b = sxy / sxx;
+        let a = self.my - b * sx / self.n;
+        let sse = self.syy - b * sxy;
+        Some(Hinge { a, b, tc, sse })
+    }
 }
 
 /// Share of the rise of `raw` made in held jumps: rises from one point to the next (after a
@@ -209,6 +266,8 @@ struct Climb {
     stepped: f64,
     /// Began less than the hold (`for` x persistence) ago.
     young: bool,
+    /// Seconds since the climb began.
+    age: f64,
     /// The working set's peak now: the floor line of the second half at now, times `gain`.
     peak: f64,
     /// Peak over floor (a GC sawtooth's height; about 1 without one).
@@ -274,14 +333,16 @@ impl Climb {
             trend: increasing_pair_fraction(climb, 60),
             stepped: stepped(&pts[pts.partition_point(|x| x.0 < from)..]),
             young: now - from < held,
+            age: now - from,
             peak: floor_now * gain,
             gain,
             noise: se_early.hypot(se_late),
         })
     }
 
-    /// Why the climb is not a leak's, if it is not (`None`: a leak's shape).
-    fn not_a_leak(&self, limit: f64) -> Option<Shape> {
+    /// Why the climb is not a leak's, if it is not (`None`: a leak's shape). A climb whose
+    /// projection is beyond `horizon` is judged only once it has lasted `patience` (s).
+    fn not_a_leak(&self, limit: f64, horizon: f64, patience: f64) -> Option<Shape> {
         let least = MIN_HALF_RISE * limit;
         if self.early * self.half < least && self.late * self.half < least {
             return Some(Shape::Flat);
@@ -289,13 +350,19 @@ impl Climb {
         if self.young {
             return Some(Shape::Unsteady);
         }
+        if self.age < patience && self.time_to(limit) >= horizon {
+            return Some(Shape::Recent);
+        }
         if self.stepped >= STEPPED {
             return Some(Shape::Stepped);
         }
         if self.late < SLOWING * self.early && self.early - self.late > 2.0 * self.noise {
             return Some(Shape::Slowing);
         }
-        if self.late > SPEEDING * self.early
+        if self.levels_off_below(limit) {
+            return Some(Shape::Slowing);
+        }
+        if (self.late > SPEEDING * self.early && self.late - self.early > 2.0 * self.noise)
             || self.trend < TREND
             || self.early * self.half < least
             || self.late * self.half < least
@@ -303,6 +370,23 @@ impl Climb {
             return Some(Shape::Unsteady);
         }
         None
+    }
+
+    /// Whether a climb that slows down, less than `SLOWING` would say but beyond its noise, levels
+    /// off before it reaches `limit`: a fill that slows as `e^(-t/τ)` (a cache, whose fill rate
+    /// falls as its hit ratio rises) rises by only rate × τ more, τ from the two halves' rates
+    /// (`late / early = e^(-half/τ)`) and the rate now a quarter of the climb past the second
+    /// half's. A leak keeps its rate (it follows traffic): its plateau, if any, lies beyond the
+    /// limit.
+    fn levels_off_below(&self, limit: f64) -> bool {
+        if !(self.late > 0.0 && self.late < self.early)
+            || self.early - self.late <= PLATEAU_NOISE * self.noise
+        {
+            return false;
+        }
+        let rho = self.late / self.early;
+        let tau = self.half / -rho.ln();
+        tau * rho.sqrt() < self.time_to(limit)
     }
 
     /// Seconds until the peak reaches `limit` at the recent rate: under a GC sawtooth the peak
@@ -338,6 +422,8 @@ enum Shape {
     Slowing,
     /// Faster now than before, or not consistently rising.
     Unsteady,
+    /// Began too recently to tell from a filling cache, and not urgent.
+    Recent,
 }
 
 /// One leaking pod.
@@ -402,7 +488,7 @@ pub(super) fn leak(w: &WorkloadSeries, ctx: &EvalContext, p: &Params, span: f64)
         if closest.as_ref().is_none_or(|c| tte < c.1) {
             closest = Some((pod.name.clone(), tte));
         }
-        match climb.not_a_leak(limit) {
+        match climb.not_a_leak(limit, p.horizon, PATIENCE * span) {
             Some(Shape::Flat) => {}
             Some(s) => shaped.push((pod.name.as_str(), s)),
             None if tte < p.report_horizon => leaking.push(Leaking {
@@ -499,6 +585,10 @@ fn healthy_message(
             Shape::Unsteady,
             "not climbing steadily (faster now than before, or the climb began within the window)",
         ),
+        (
+            Shape::Recent,
+            "climbing for too short a time to tell from a filling cache, and not urgent",
+        ),
     ] {
         let names: Vec<&str> = shaped
             .iter()
@@ -522,4 +612,88 @@ fn healthy_message(
         p.report_horizon,
         parts.join("; ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hinge fit computed directly, in O(n) per candidate (as it was before the suffix sums).
+    fn direct(fl: &[(f64, f64)], tc: f64) -> Option<Hinge> {
+        let n = fl.len() as f64;
+        let x = |p: &(f64, f64)| (p.0 - tc).max(0.0);
+        let mx = fl.iter().map(x).sum::<f64>() / n;
+        let my = fl.iter().map(|p| p.1).sum::<f64>() / n;
+        let sxx: f64 = fl.iter().map(|p| (x(p) - mx).powi(2)).sum();
+        let sxy: f64 = fl.iter().map(|p| (x(p) - mx) * (p.1 - my)).sum();
+        if sxx <= 0.0 {
+            return None;
+        }
+        let b = sxy / sxx;
+        let a = my - b * mx;
+        let sse = fl.iter().map(|p| (p.1 - a - b * x(p)).powi(2)).sum();
+        Some(Hinge { a, b, tc, sse })
+    }
+
+    #[test]
+    fn suffix_sums_give_the_direct_hinge_fit() {
+        // An hour of floors at unix times: a level, then a climb, with a deterministic wobble.
+        let fl: Vec<(f64, f64)> = (0..240)
+            .map(|i| {
+                let t = 1.8e9 + 15.0 * i as f64;
+                let wobble = 3e6 * ((i * 7919) % 13) as f64 / 13.0;
+                (t, 4e8 + 2e5 * (i as f64 - 80.0).max(0.0) + wobble)
+            })
+            .collect();
+        let sums = Suffix::of(&fl);
+        for c in 0..fl.len() - 1 {
+            let (d, s) = (direct(&fl, fl[c].0), sums.hinge(c));
+            let (Some(d), Some(s)) = (d, s) else {
+                assert!(d.is_none() && s.is_none(), "candidate {c}: {d:?} vs {s:?}");
+                continue;
+            };
+            for (what, x, y) in [("a", d.a, s.a), ("b", d.b, s.b), ("sse", d.sse, s.sse)] {
+                assert!(
+                    (x - y).abs() <= 1e-6 * x.abs().max(1.0),
+                    "candidate {c}, {what}: direct {x}, suffix sums {y}"
+                );
+            }
+        }
+        // The last candidate has no floor after it: no climb to fit.
+        assert!(sums.hinge(fl.len() - 1).is_none());
+        assert_eq!(onset(&fl).map(|c| fl[c].0 >= fl[70].0), Some(true));
+    }
+
+    fn climb(early: f64, late: f64, noise: f64) -> Climb {
+        Climb {
+            from: 0.0,
+            early,
+            late,
+            half: 600.0,
+            trend: 1.0,
+            stepped: 0.0,
+            young: false,
+            age: 1200.0,
+            peak: 300e6,
+            gain: 1.6,
+            noise,
+        }
+    }
+
+    #[test]
+    fn a_faster_second_half_within_the_floors_noise_is_steady() {
+        // A Go heap's floors sampled every 30 s: the second half's rate 2.4 times the first's,
+        // but their difference within twice its standard error.
+        let (limit, horizon, patience) = (1024e6, 1800.0, 900.0);
+        assert!(
+            climb(50e3, 120e3, 50e3)
+                .not_a_leak(limit, horizon, patience)
+                .is_none()
+        );
+        // Beyond the noise it is unsteady (a jump, or a climb that began within the window).
+        assert!(matches!(
+            climb(50e3, 120e3, 20e3).not_a_leak(limit, horizon, patience),
+            Some(Shape::Unsteady)
+        ));
+    }
 }

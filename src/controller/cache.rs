@@ -16,7 +16,7 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, ReplicaSet, StatefulSet},
         autoscaling::v2::HorizontalPodAutoscaler,
-        core::v1::{Pod, PodStatus},
+        core::v1::{Container, Pod, PodSpec, PodStatus},
     },
     apimachinery::pkg::apis::meta::v1::LabelSelector,
 };
@@ -249,7 +249,19 @@ fn prune_pod(p: &mut Pod) {
     p.metadata.managed_fields = None;
     p.metadata.annotations = None;
     p.metadata.labels = None;
-    p.spec = None;
+    // Only the containers' names and resources (what a ResizePod plans from).
+    p.spec = p.spec.take().map(|s| PodSpec {
+        containers: s
+            .containers
+            .into_iter()
+            .map(|c| Container {
+                name: c.name,
+                resources: c.resources,
+                ..Container::default()
+            })
+            .collect(),
+        ..PodSpec::default()
+    });
     p.status = p.status.take().map(|s| PodStatus {
         phase: s.phase,
         start_time: s.start_time,
@@ -452,6 +464,7 @@ impl Caches {
                         .and_then(|s| s.start_time.as_ref())
                         .or(p.metadata.creation_timestamp.as_ref())
                         .map(|t| t.0.as_second() as f64),
+                    containers: crate::remediation::resize::containers_of(&p),
                 };
                 snap.pods
                     .entry((p.namespace().unwrap_or_default(), owner))

@@ -32,6 +32,8 @@ pub struct TargetOutcome {
     pub held: Option<Refusal>,
     /// Another policy also targets this workload (one of them owns it).
     pub conflict: Option<String>,
+    /// Pods a ResizePod left running with more than the template asks.
+    pub template_drift: Option<String>,
 }
 
 /// What a sweep concluded for one policy.
@@ -235,6 +237,7 @@ fn evaluated(
             finding: overall(&spec.faults, &t.evaluated.verdicts),
             active_remediation: t.open.as_ref().map(|(n, _)| n.clone()),
             held: t.held.as_ref().map(|r| r.reason.to_string()),
+            template_drift: t.template_drift.clone(),
         })
         .collect();
 }
@@ -458,6 +461,7 @@ mod tests {
             open: None,
             held: None,
             conflict: None,
+            template_drift: None,
         }
     }
 

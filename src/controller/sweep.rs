@@ -786,6 +786,9 @@ async fn write_statuses(
                         open: a.open,
                         held: a.held,
                         conflict: t.conflict.as_ref().map(|(n, _)| n.clone()),
+                        template_drift: crate::remediation::resize::template_drift(
+                            &t.history, &t.pods,
+                        ),
                     })
                     .collect(),
             },

@@ -7,3 +7,4 @@ pub mod fleet;
 pub mod guards;
 pub mod lifecycle;
 pub mod owners;
+pub mod resize;

@@ -94,7 +94,7 @@ pub fn parse_quantity(q: &str) -> Option<f64> {
 /// CPU cores as a quantity, rounded up to the millicore.
 pub fn cpu_quantity(cores: f64) -> String {
     let m = (cores * 1000.0 - 1e-6).ceil().max(1.0) as u64;
-    if m % 1000 == 0 {
+    if m.is_multiple_of(1000) {
         format!("{}", m / 1000)
     } else {
         format!("{m}m")
@@ -105,9 +105,9 @@ pub fn cpu_quantity(cores: f64) -> String {
 pub fn memory_quantity(bytes: f64) -> String {
     let b = (bytes - 1e-6).ceil().max(1.0) as u64;
     const MI: u64 = 1 << 20;
-    if b % MI == 0 {
+    if b.is_multiple_of(MI) {
         format!("{}Mi", b / MI)
-    } else if b % 1024 == 0 {
+    } else if b.is_multiple_of(1024) {
         format!("{}Ki", b / 1024)
     } else {
         b.to_string()
@@ -150,13 +150,16 @@ pub enum NoResize {
     Invalid(String),
 }
 
+/// A new (request, limit) pair; `None` in either keeps that one as it is.
+type Pair = (Option<String>, Option<String>);
+
 /// One resource's request and limit, stepped: `None` if unchanged (unset, or at the maximum).
 fn step_pair(
     req: &Option<String>,
     lim: &Option<String>,
     s: &ResourceStep,
     fmt: fn(f64) -> String,
-) -> Result<Option<(Option<String>, Option<String>)>, String> {
+) -> Result<Option<Pair>, String> {
     let max = parse_quantity(&s.max).ok_or_else(|| format!("max {:?} is not a quantity", s.max))?;
     let (r, l) = (
         req.as_deref().and_then(parse_quantity),

@@ -399,7 +399,9 @@ fn node_fit_counts_the_other_pods_requests() {
     other.metadata.uid = Some("other".into());
     let mut done = k8s_pod("1", "1", &[]);
     done.metadata.uid = Some("done".into());
-    done.status.as_mut().unwrap().phase = Some("Succeeded".into());
+    if let Some(s) = done.status.as_mut() {
+        s.phase = Some("Succeeded".into());
+    }
     let r = planned();
     assert_eq!(
         fits(
@@ -410,7 +412,8 @@ fn node_fit_counts_the_other_pods_requests() {
         ),
         Ok(())
     );
-    let err = fits(&node("1500m"), Some(&[other.clone(), me.clone()]), &me, &r).unwrap_err();
+    let err = fits(&node("1500m"), Some(&[other.clone(), me.clone()]), &me, &r)
+        .expect_err("1200m + 500m > 1500m");
     assert!(
         err.contains("would request cpu 500m") && err.contains("request 1200m of 1500m"),
         "{err}"

@@ -243,6 +243,9 @@ EOF
     for r in deployments.apps statefulsets.apps; do for vb in get patch; do can yes "$wns" $vb $r scale; done; done
     for vb in get list watch; do can yes "$wns" $vb pods; done
     can yes "$wns" create pods eviction
+    can yes "$wns" patch pods resize
+    can yes "" get nodes
+    can no "" list nodes
     for vb in get list watch patch; do can yes "$wns" $vb horizontalpodautoscalers.autoscaling; done
     # KEDA's CRD is usually not installed: kubectl auth can-i cannot name its resource then, so ask
     # a SubjectAccessReview directly.

@@ -251,9 +251,12 @@ async fn execute(
         Outcome::Applied(_) => ("applied", EventReason::ActionApplied),
         Outcome::Blocked(_) => ("blocked", EventReason::ActionBlocked),
         Outcome::Failed(_) => ("failed", EventReason::ActionFailed),
+        Outcome::Fallback(_) => ("fallback", EventReason::ActionFailed),
     };
     let msg = match &outcome {
-        Outcome::Applied(m) | Outcome::Blocked(m) | Outcome::Failed(m) => m.clone(),
+        Outcome::Applied(m) | Outcome::Blocked(m) | Outcome::Failed(m) | Outcome::Fallback(m) => {
+            m.clone()
+        }
     };
     match &outcome {
         Outcome::Applied(_) => {
@@ -264,6 +267,9 @@ async fn execute(
         }
         Outcome::Failed(_) => {
             warn!(remediation = %rem.name_any(), action = attempt.action.as_str(), %msg, "action refused for good; the incident failed")
+        }
+        Outcome::Fallback(_) => {
+            warn!(remediation = %rem.name_any(), action = attempt.action.as_str(), %msg, "the resize did not take; the policy's resize.fallback runs on the next sweep")
         }
     }
     ctx.metrics

@@ -443,6 +443,7 @@ impl Caches {
                         .and_then(|s| s.start_time.as_ref())
                         .or(p.metadata.creation_timestamp.as_ref())
                         .map(|t| t.0.as_second() as f64),
+                    containers: p.containers(),
                 };
                 snap.pods
                     .entry((p.namespace().unwrap_or_default(), owner))

@@ -36,6 +36,8 @@ pub struct TargetOutcome {
     pub shadow: Option<ShadowSummary>,
     /// The actions the effectiveness memory skips now.
     pub skipping: Vec<SkippedAction>,
+    /// Pods a ResizePod left running with more than the template asks.
+    pub template_drift: Option<String>,
 }
 
 /// What a sweep concluded for one policy.
@@ -241,6 +243,7 @@ fn evaluated(
             held: t.held.as_ref().map(|r| r.reason.to_string()),
             shadow: t.shadow.clone(),
             skipping: t.skipping.clone(),
+            template_drift: t.template_drift.clone(),
         })
         .collect();
     st.shadow = targets
@@ -517,6 +520,7 @@ mod tests {
             conflict: None,
             shadow: None,
             skipping: vec![],
+            template_drift: None,
         }
     }
 

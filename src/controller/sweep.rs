@@ -848,6 +848,9 @@ async fn write_statuses(
                         skipping: policy.map_or_else(Vec::new, |p| {
                             crate::remediation::memory::skipping(&p.spec, &t.history, now)
                         }),
+                        template_drift: crate::remediation::resize::template_drift(
+                            &t.history, &t.pods,
+                        ),
                     })
                     .collect(),
             },

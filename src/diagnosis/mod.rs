@@ -112,6 +112,7 @@ pub fn action_for(fault: &FaultSpec) -> ActionSpec {
                 min_replicas: None,
                 max_replicas: 10,
             }),
+            resize: None,
         }
     })
 }

@@ -56,6 +56,8 @@ pub struct LivePod {
     pub uid: String,
     /// Start time (unix seconds).
     pub started_at: Option<f64>,
+    /// Its containers' spec resources (for ResizePod; empty where unknown, offline).
+    pub containers: Vec<super::resize::ContainerAlloc>,
 }
 
 impl LivePod {
@@ -66,6 +68,7 @@ impl LivePod {
                 name: p.name.clone(),
                 uid: String::new(),
                 started_at: p.started_at,
+                containers: vec![],
             })
             .collect()
     }
@@ -159,6 +162,7 @@ pub fn plan(
         to_replicas: None,
         restarted_at: None,
         through_hpa: None,
+        resize: None,
     };
     match action.type_ {
         ActionType::RestartPod => {
@@ -244,6 +248,48 @@ pub fn plan(
             a.to_replicas = Some(to);
             a.message = format!("scale {} from {from} to {to} replicas", w.target);
         }
+        ActionType::ResizePod => {
+            let Some(bounds) = &action.resize else {
+                return Err(PlanError::Escalate("ResizePod without bounds".into()));
+            };
+            let live: BTreeMap<&str, &LivePod> =
+                pods.iter().map(|p| (p.name.as_str(), p)).collect();
+            let targets: Vec<&LivePod> = implicated
+                .iter()
+                .filter_map(|n| live.get(n.as_str()).copied())
+                .collect();
+            if targets.is_empty() {
+                return Err(PlanError::Blocked(format!(
+                    "none of the implicated pods ({}) exists any more; waiting for a fresh evaluation",
+                    implicated.join(", ")
+                )));
+            }
+            match super::resize::plan(bounds, &targets) {
+                Ok(change) => {
+                    a.message = format!("resize in place {}", super::resize::describe(&change));
+                    a.pods = change
+                        .pods
+                        .iter()
+                        .map(|p| format!("{}/{}", p.pod, p.uid))
+                        .collect();
+                    a.resize = Some(change);
+                }
+                Err(super::resize::NoResize::Invalid(m)) => return Err(PlanError::Escalate(m)),
+                Err(super::resize::NoResize::AtMaximum(m)) => {
+                    // Nothing left to grow in place: the fallback's turn.
+                    let fallback = bounds.fallback.action(bounds);
+                    if !fallback.type_.mutates() {
+                        return Err(PlanError::Escalate(format!(
+                            "{m}; resize.fallback is {}: a person must look",
+                            fallback.type_.as_str()
+                        )));
+                    }
+                    let mut b = plan(&fallback, w, owner, pods, implicated, guards, now)?;
+                    b.message = format!("fallback after ResizePod ({m}): {}", b.message);
+                    return Ok(b);
+                }
+            }
+        }
         ActionType::RolloutRestart => {
             let stamp = now.to_string();
             a.message = format!("rollout restart {} (restartedAt {stamp})", w.target);
@@ -292,6 +338,10 @@ pub async fn execute(client: &Client, ns: &str, target: &TargetRef, a: &Attempt)
         ActionType::RestartPod => evict(client, ns, a).await,
         ActionType::Scale => scale(client, ns, target, a).await,
         ActionType::RolloutRestart => restart(client, ns, target, a).await,
+        ActionType::ResizePod => match &a.resize {
+            Some(change) => super::resize::execute(client, ns, change, a.started_at.0).await,
+            None => Outcome::Failed("resize attempt without the planned resources".into()),
+        },
         ActionType::Escalate | ActionType::None => Outcome::Failed("nothing to execute".into()),
     }
 }
@@ -467,6 +517,7 @@ mod tests {
                 name: format!("web-{i}"),
                 uid: format!("uid-{i}"),
                 started_at: Some(i as f64),
+                containers: vec![],
             })
             .collect()
     }
@@ -483,6 +534,7 @@ mod tests {
         ActionSpec {
             type_: ActionType::RestartPod,
             scale: None,
+            resize: None,
         }
     }
 
@@ -550,6 +602,7 @@ mod tests {
                 min_replicas: min,
                 max_replicas: max,
             }),
+            resize: None,
         };
         let a = plan(
             &s(2, None, 5),
@@ -606,6 +659,7 @@ mod tests {
                 min_replicas: min,
                 max_replicas: max,
             }),
+            resize: None,
         };
         let hpa = |min: Option<i32>, max| {
             ReplicasOwner::Hpa(Hpa {
@@ -729,6 +783,7 @@ mod tests {
                 min_replicas: None,
                 max_replicas: 8,
             }),
+            resize: None,
         };
         for (owner, reason) in [
             (ReplicasOwner::Keda("web".into()), owners::OWNED_BY_KEDA),
@@ -765,6 +820,7 @@ mod tests {
         let a = ActionSpec {
             type_: ActionType::RolloutRestart,
             scale: None,
+            resize: None,
         };
         let at = plan(
             &a,

@@ -169,6 +169,7 @@ fn open_incident(o: &Observed<'_>, fault: &FaultSpec, verdict: &FaultVerdict, se
     let action = rung.unwrap_or(ActionSpec {
         type_: ActionType::Escalate,
         scale: None,
+        resize: None,
     });
     if let Err(refusal) = guards::may_open(
         &o.spec.guards,
@@ -484,6 +485,10 @@ fn relapse_of<'h>(o: &Observed<'h>, fault: &str) -> Option<&'h Remediation> {
 /// checks whether it already happened. One left Blocked is re-executed only while the fault still
 /// fires on fresh data; if it cleared meanwhile nothing is done.
 fn resume(s: RemediationStatus, check: Check, now: Timestamp) -> (RemediationStatus, bool) {
+    // A resize waiting on the kubelet is re-read whatever the metrics say: it has been asked for.
+    if s.attempts.last().map(|a| a.action) == Some(ActionType::ResizePod) {
+        return (s, true);
+    }
     let last = s.attempts.last().map(|a| a.result);
     match (last, check) {
         (Some(AttemptResult::Blocked), Check::Clear) => {
@@ -526,8 +531,13 @@ fn plan_attempt(
         s.message = format!("waiting to act: {} not found", o.target);
         return (s, false);
     };
+    let action = match resize_fallback(spec, &s) {
+        Some(Ok(a)) => a,
+        Some(Err(why)) => return (lifecycle::escalate(s, why, o.now), false),
+        None => spec.action.clone(),
+    };
     match actions::plan(
-        &spec.action,
+        &action,
         workload,
         o.replicas_owner,
         o.pods,
@@ -552,6 +562,30 @@ fn plan_attempt(
             lifecycle::escalate(s, format!("{}: {}", r.reason, r.message), o.now),
             false,
         ),
+    }
+}
+
+/// After a ResizePod that did not take, the incident goes on with the policy's
+/// `resize.fallback`: `Some(Ok(action))`, or `Some(Err(why))` when the fallback is Escalate.
+fn resize_fallback(
+    spec: &RemediationSpec,
+    s: &RemediationStatus,
+) -> Option<Result<crate::v1alpha1::ActionSpec, String>> {
+    let bounds = spec.action.resize.as_ref()?;
+    let failed = s
+        .attempts
+        .iter()
+        .rev()
+        .find(|a| a.action == ActionType::ResizePod && a.result == AttemptResult::Failed)?;
+    let fallback = bounds.fallback.action(bounds);
+    if fallback.type_.mutates() {
+        Some(Ok(fallback))
+    } else {
+        Some(Err(format!(
+            "the resize did not take ({}); resize.fallback is {}: a person must look",
+            failed.message,
+            fallback.type_.as_str()
+        )))
     }
 }
 
@@ -605,7 +639,11 @@ pub fn after_execution(
     spec: &RemediationPolicySpec,
     now: Timestamp,
 ) -> RemediationStatus {
-    lifecycle::record(s, outcome, &spec.verify, now)
+    let mut s = lifecycle::record(s, outcome, &spec.verify, now);
+    if let Some(drift) = super::resize::drift_of(&s) {
+        s.template_drift = Some(drift);
+    }
+    s
 }
 
 #[cfg(test)]

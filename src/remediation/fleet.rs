@@ -201,6 +201,7 @@ mod tests {
                 action: ActionSpec {
                     type_: ActionType::RestartPod,
                     scale: None,
+                    resize: None,
                 },
                 evidence: vec![],
                 dry_run: false,
@@ -225,6 +226,7 @@ mod tests {
             to_replicas: None,
             restarted_at: None,
             through_hpa: None,
+            resize: None,
         };
         Intent::Advance(Box::new(Advancing {
             name: "w-runaway-1".into(),

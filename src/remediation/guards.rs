@@ -155,6 +155,7 @@ mod tests {
                 action: ActionSpec {
                     type_: ActionType::RestartPod,
                     scale: None,
+                    resize: None,
                 },
                 evidence: vec![],
                 dry_run: false,
@@ -177,6 +178,7 @@ mod tests {
                     to_replicas: None,
                     restarted_at: None,
                     through_hpa: None,
+                    resize: None,
                 })
                 .collect(),
             ..RemediationStatus::default()

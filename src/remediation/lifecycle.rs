@@ -42,6 +42,9 @@ pub enum Outcome {
     Blocked(String),
     /// Refused for good.
     Failed(String),
+    /// A ResizePod that did not take (Infeasible, Deferred too long, refused, not fitting the
+    /// node): the attempt failed and the next one is the policy's `resize.fallback`.
+    Fallback(String),
 }
 
 fn ts(t: &Time) -> Timestamp {
@@ -235,6 +238,18 @@ pub fn record(
             let m = format!("attempt {} failed: {msg}", last.number);
             finish(s, Phase::Failed, now, m)
         }
+        Outcome::Fallback(msg) => {
+            last.result = AttemptResult::Failed;
+            last.message = msg.clone();
+            s.phase = Phase::Acting;
+            s.deadline = None;
+            s.message = format!(
+                "attempt {} ({}) did not take: {msg}; the fallback is next",
+                last.number,
+                last.action.as_str()
+            );
+            s
+        }
     }
 }
 
@@ -261,6 +276,7 @@ mod tests {
             action: ActionSpec {
                 type_: action,
                 scale: None,
+                resize: None,
             },
             evidence: vec![],
             dry_run: false,
@@ -294,6 +310,7 @@ mod tests {
             to_replicas: None,
             restarted_at: None,
             through_hpa: None,
+            resize: None,
         }
     }
 

@@ -9,3 +9,4 @@ pub mod lifecycle;
 pub mod memory;
 pub mod owners;
 pub mod shadow;
+pub mod resize;

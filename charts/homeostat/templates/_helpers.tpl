@@ -108,6 +108,10 @@ per-namespace Roles (watchNamespaces). One comment per rule: the call the operat
 - apiGroups: [""]
   resources: ["pods/eviction"]
   verbs: ["create"]
+# ResizePod action: raise a pod's CPU or memory in place (the pods/resize subresource).
+- apiGroups: [""]
+  resources: ["pods/resize"]
+  verbs: ["patch"]
 # Scale through the owner of the replicas: cache the HPAs (list + watch), re-read one and raise
 # its spec.minReplicas (get + patch; the admission policy lets nothing else change).
 - apiGroups: ["autoscaling"]

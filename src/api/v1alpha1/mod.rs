@@ -113,6 +113,8 @@ pub enum ActionType {
     Scale,
     /// Roll every pod by stamping `kubectl.kubernetes.io/restartedAt` on the pod template.
     RolloutRestart,
+    /// Raise the implicated pods' CPU or memory in place through `pods/resize`, within bounds.
+    ResizePod,
     /// Change nothing; mark the incident Escalated for a person.
     Escalate,
     /// Record only.
@@ -126,6 +128,7 @@ impl ActionType {
             Self::RestartPod => "RestartPod",
             Self::Scale => "Scale",
             Self::RolloutRestart => "RolloutRestart",
+            Self::ResizePod => "ResizePod",
             Self::Escalate => "Escalate",
             Self::None => "None",
         }
@@ -133,7 +136,10 @@ impl ActionType {
 
     /// Whether the action changes the cluster.
     pub fn mutates(self) -> bool {
-        matches!(self, Self::RestartPod | Self::Scale | Self::RolloutRestart)
+        matches!(
+            self,
+            Self::RestartPod | Self::Scale | Self::RolloutRestart | Self::ResizePod
+        )
     }
 }
 

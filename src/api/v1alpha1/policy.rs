@@ -415,6 +415,8 @@ pub enum HoldMode {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[x_kube(validation = Rule::new("self.type != 'Scale' || has(self.scale)").message("action Scale needs scale bounds (scale.maxReplicas)"))]
 #[x_kube(validation = Rule::new("self.type == 'Scale' || !has(self.scale)").message("scale bounds only apply to action Scale"))]
+#[x_kube(validation = Rule::new("self.type != 'ResizePod' || has(self.resize)").message("action ResizePod needs resize bounds (resize.cpu and/or resize.memory)"))]
+#[x_kube(validation = Rule::new("self.type == 'ResizePod' || !has(self.resize)").message("resize bounds only apply to action ResizePod"))]
 pub struct ActionSpec {
     /// The kind of action.
     #[serde(rename = "type")]
@@ -422,6 +424,90 @@ pub struct ActionSpec {
     /// Bounds for `Scale`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<ScaleSpec>,
+    /// Bounds and fallback for `ResizePod`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize: Option<ResizeSpec>,
+}
+
+/// An in-place resize of the implicated pods (`pods/resize`): per resource a step and a maximum.
+/// The QoS class never changes: a Guaranteed container's requests move with its limits, a
+/// Burstable one's requests and limits grow by the same step, nothing is added or removed.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.cpu) || has(self.memory)").message("resize needs cpu or memory bounds"))]
+#[x_kube(validation = Rule::new("self.fallback != 'Scale' || has(self.scale)").message("resize.fallback Scale needs resize.scale bounds (maxReplicas)"))]
+#[x_kube(validation = Rule::new("self.fallback == 'Scale' || !has(self.scale)").message("resize.scale only applies to resize.fallback Scale"))]
+#[serde(rename_all = "camelCase")]
+pub struct ResizeSpec {
+    /// CPU: step and maximum (of the limit, or of the request where no limit is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<ResourceStep>,
+    /// Memory: step and maximum (of the limit, or of the request where no limit is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<ResourceStep>,
+    /// What to do when the resize cannot help: at its maximum, not fitting the node, refused,
+    /// `Infeasible` (at once) or `Deferred` longer than `deferredWait`.
+    #[serde(default)]
+    pub fallback: ResizeFallback,
+    /// Bounds of the `Scale` fallback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<ScaleSpec>,
+    /// How long a resize the kubelet reports `Deferred` may wait before the fallback (default 5m,
+    /// as the Vertical Pod Autoscaler's in-place mode).
+    #[serde(default = "default_deferred_wait")]
+    pub deferred_wait: Duration,
+}
+
+fn default_deferred_wait() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// The step and maximum of one resource.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.factor) != has(self.step)").message("set exactly one of factor and step"))]
+pub struct ResourceStep {
+    /// Multiply the current value by this (e.g. 1.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1.01, max = 10.0))]
+    pub factor: Option<f64>,
+    /// Add this quantity (e.g. `250m`, `128Mi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = QUANTITY_PATTERN))]
+    pub step: Option<String>,
+    /// Never above this quantity (e.g. `2`, `1Gi`).
+    #[schemars(length(max = 32), regex(pattern = QUANTITY_PATTERN))]
+    pub max: String,
+}
+
+/// A Kubernetes quantity: a decimal number with an optional SI, binary or exponent suffix.
+pub const QUANTITY_PATTERN: &str =
+    r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|[eE][0-9]+)?$";
+
+/// What a `ResizePod` falls back to.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum ResizeFallback {
+    /// Add replicas within `resize.scale`.
+    Scale,
+    /// Evict the implicated pods (their replacements get the template's resources).
+    RestartPod,
+    /// Hand over to a person.
+    #[default]
+    Escalate,
+}
+
+impl ResizeFallback {
+    /// The fallback as an action.
+    pub fn action(self, resize: &ResizeSpec) -> ActionSpec {
+        let type_ = match self {
+            Self::Scale => ActionType::Scale,
+            Self::RestartPod => ActionType::RestartPod,
+            Self::Escalate => ActionType::Escalate,
+        };
+        ActionSpec {
+            type_,
+            scale: resize.scale.clone().filter(|_| self == Self::Scale),
+            resize: None,
+        }
+    }
 }
 
 /// Bounds and step of a scale-out.
@@ -686,6 +772,9 @@ pub struct TargetStatus {
     /// Actions the effectiveness memory skips now on this workload.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipping: Vec<SkippedAction>,
+    /// Pods a ResizePod left running with more than the workload's template asks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_drift: Option<String>,
 }
 
 /// One evaluation of every fault of a policy.

@@ -211,6 +211,71 @@ pub struct Attempt {
     /// `spec.minReplicas` is raised and `spec.replicas` is left to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub through_hpa: Option<HpaChange>,
+    /// A ResizePod: each pod's resources before and after (recorded before the change is made,
+    /// so the step is resumed, not repeated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize: Option<ResizeChange>,
+}
+
+/// The in-place change a ResizePod makes.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResizeChange {
+    /// One entry per pod.
+    #[schemars(length(max = 100))]
+    pub pods: Vec<PodResize>,
+    /// How long a `Deferred` resize may wait before the fallback.
+    pub deferred_wait: super::Duration,
+}
+
+/// One pod's resize.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodResize {
+    /// The pod's name.
+    #[schemars(length(max = 253))]
+    pub pod: String,
+    /// Its UID: a replacement of the same name is not resized (it gets the template's values).
+    #[schemars(length(max = 64))]
+    pub uid: String,
+    /// The containers changed.
+    #[schemars(length(max = 32))]
+    pub containers: Vec<ContainerResize>,
+}
+
+/// One container's resources before and after a resize.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerResize {
+    /// The container's name.
+    #[schemars(length(max = 63))]
+    pub name: String,
+    /// Before.
+    pub from: Resources,
+    /// After.
+    pub to: Resources,
+}
+
+/// CPU and memory requests and limits, as quantities (unset: not set on the container).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Resources {
+    /// CPU request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub cpu_request: Option<String>,
+    /// CPU limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub cpu_limit: Option<String>,
+    /// Memory request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub memory_request: Option<String>,
+    /// Memory limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub memory_limit: Option<String>,
 }
 
 /// The change a Scale makes to a HorizontalPodAutoscaler (recorded before it is made, so that
@@ -262,4 +327,8 @@ pub struct RemediationStatus {
     /// Shadow mode: how the decision was scored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow_outcome: Option<ShadowOutcome>,
+    /// Set once a ResizePod took effect: the pods run with more than their workload's template
+    /// asks (replacement pods get the template's values; the template is not changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_drift: Option<String>,
 }

@@ -3,22 +3,62 @@
 //! A pruned `k8s_openapi` Pod still carries its `PodSpec` and `PodStatus` inline (about 3 KB per
 //! pod even when both are empty), and the watch decodes every listed pod in full before it can be
 //! pruned. [`PodLite`] is what the watch decodes into: the apiserver's JSON is read straight into
-//! the metadata, the phase and the start time, and the rest is skipped by the decoder.
+//! the metadata, the containers' resources, the phase and the start time, and the rest is skipped
+//! by the decoder.
 
 use k8s_openapi::{
     Metadata, NamespaceResourceScope, Resource,
+    api::core::v1::ResourceRequirements,
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
 };
 use serde::{Deserialize, Serialize};
 
-/// A Pod as the sweep sees it: metadata (names, owner, deletion) and two status fields.
+use crate::remediation::resize::{ContainerAlloc, resources_of};
+
+/// A Pod as the sweep sees it: metadata (names, owner, deletion), its containers' resources and
+/// two status fields.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct PodLite {
     /// The Pod's metadata, pruned to what identifies and owns it once stored.
     pub metadata: ObjectMeta,
+    /// `spec.containers[].{name,resources}` (what a ResizePod plans from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<PodLiteSpec>,
     /// `status.phase` and `status.startTime`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<PodLiteStatus>,
+}
+
+/// The spec fields a sweep reads.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct PodLiteSpec {
+    /// The (non-init) containers.
+    #[serde(default)]
+    pub containers: Vec<PodLiteContainer>,
+}
+
+/// A container's name and resources.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct PodLiteContainer {
+    /// The container's name.
+    pub name: String,
+    /// Its requests and limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+impl PodLite {
+    /// Its containers' spec resources, as a ResizePod plans from them.
+    pub fn containers(&self) -> Vec<ContainerAlloc> {
+        self.spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .map(|c| ContainerAlloc {
+                name: c.name.clone(),
+                resources: resources_of(c.resources.as_ref()),
+            })
+            .collect()
+    }
 }
 
 /// The status fields a sweep reads.
@@ -80,7 +120,8 @@ mod tests {
                     "uid": "rs1", "controller": true}],
                 "managedFields": [{"manager": "kubelet"}]
             },
-            "spec": {"containers": [{"name": "c", "image": "busybox"}], "nodeName": "n1"},
+            "spec": {"containers": [{"name": "c", "image": "busybox",
+                "resources": {"limits": {"cpu": "500m"}}}], "nodeName": "n1"},
             "status": {"phase": "Running", "startTime": "2026-12-01T10:00:00Z",
                 "containerStatuses": [{"name": "c", "restartCount": 3, "ready": true, "image": "x",
                     "imageID": "", "started": true}]}
@@ -90,6 +131,9 @@ mod tests {
         assert_eq!(p.metadata.name.as_deref(), Some("web-1"));
         assert_eq!(p.metadata.owner_references.as_ref().map(Vec::len), Some(1));
         assert!(p.metadata.labels.is_none() && p.metadata.managed_fields.is_none());
+        let c = p.containers();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].resources.cpu_limit.as_deref(), Some("500m"));
         let s = p.status.expect("status kept");
         assert_eq!(s.phase.as_deref(), Some("Running"));
         assert!(s.start_time.is_some());

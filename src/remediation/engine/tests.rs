@@ -52,6 +52,7 @@ fn pods() -> Vec<LivePod> {
             name: format!("web-{i}"),
             uid: format!("uid-{i}"),
             started_at: Some(0.0),
+            containers: vec![],
         })
         .collect()
 }
@@ -102,6 +103,7 @@ fn incident(phase: Phase, attempts: Vec<Attempt>, opened: i64) -> Remediation {
             action: ActionSpec {
                 type_: ActionType::RestartPod,
                 scale: None,
+                resize: None,
             },
             evidence: vec![],
             dry_run: false,
@@ -134,6 +136,7 @@ fn attempt(result: AttemptResult, t: i64) -> Attempt {
         to_replicas: None,
         restarted_at: None,
         through_hpa: None,
+        resize: None,
     }
 }
 
@@ -145,6 +148,7 @@ fn scale(max: i32) -> Option<ActionSpec> {
             min_replicas: None,
             max_replicas: max,
         }),
+        resize: None,
     })
 }
 
@@ -269,6 +273,7 @@ fn plan_time_outcomes_are_decided_before_anything_is_saved() {
             Some(ActionSpec {
                 type_: ActionType::Escalate,
                 scale: None,
+                resize: None,
             }),
             Pattern::CrashLoop,
         ),

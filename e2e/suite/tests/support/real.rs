@@ -95,6 +95,21 @@ impl Real {
         memory: &str,
         settings: &[(&str, &str)],
     ) -> Deployment {
+        self.deploy_with(ns, name, replicas, ("20m", "16Mi"), (cpu, memory), settings)
+            .await
+    }
+
+    /// As [`Real::deploy`], with the requests given too (`requests == limits`: Guaranteed QoS).
+    pub async fn deploy_with(
+        &self,
+        ns: &str,
+        name: &str,
+        replicas: i32,
+        requests: (&str, &str),
+        limits: (&str, &str),
+        settings: &[(&str, &str)],
+    ) -> Deployment {
+        let (cpu, memory) = limits;
         let control = self.control(ns, name);
         std::fs::create_dir_all(&control).unwrap();
         let mut env: Vec<serde_json::Value> = vec![
@@ -126,7 +141,7 @@ impl Real {
                             "imagePullPolicy": "Never",
                             "env": env,
                             "resources": {
-                                "requests": {"cpu": "20m", "memory": "16Mi"},
+                                "requests": {"cpu": requests.0, "memory": requests.1},
                                 "limits": {"cpu": cpu, "memory": memory}
                             },
                             "volumeMounts": [{"name": "control", "mountPath": "/control"}]

@@ -34,8 +34,8 @@ pub fn need(demand: f64, per_pod: f64) -> Option<u32> {
     if !demand.is_finite() || demand < 0.0 || !per_pod.is_finite() || per_pod <= 0.0 {
         return None;
     }
-    // Tolerate float noise just above a whole number of pods (4.0000000001 pods is 4).
-    let n = (demand / per_pod - 1e-9).ceil().max(0.0);
+    // Tolerate float noise just above a whole number of pods (4.00001 pods is 4): the model works in f32.
+    let n = (demand / per_pod - 1e-4).ceil().max(0.0);
     Some(if n >= u32::MAX as f64 {
         u32::MAX
     } else {
@@ -85,7 +85,8 @@ mod tests {
         assert_eq!(need(0.0, 10.0), Some(0));
         assert_eq!(need(10.0, 10.0), Some(1));
         assert_eq!(need(10.5, 10.0), Some(2));
-        assert_eq!(need(40.000_000_000_1, 10.0), Some(4));
+        assert_eq!(need(40.000_1, 10.0), Some(4));
+        assert_eq!(need(40.01, 10.0), Some(5));
         assert_eq!(need(f64::NAN, 10.0), None);
         assert_eq!(need(5.0, 0.0), None);
         assert_eq!(need(-1.0, 1.0), None);

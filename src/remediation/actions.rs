@@ -549,6 +549,7 @@ mod tests {
                 step,
                 min_replicas: min,
                 max_replicas: max,
+                forecast: None,
             }),
         };
         let a = plan(
@@ -605,6 +606,7 @@ mod tests {
                 step,
                 min_replicas: min,
                 max_replicas: max,
+                forecast: None,
             }),
         };
         let hpa = |min: Option<i32>, max| {
@@ -728,6 +730,7 @@ mod tests {
                 step: 1,
                 min_replicas: None,
                 max_replicas: 8,
+                forecast: None,
             }),
         };
         for (owner, reason) in [

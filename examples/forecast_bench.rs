@@ -8,7 +8,10 @@
 //! scaling adds max(forecast need at t + pod-ready, current need), never scales in on the forecast.
 //! Prints MAPE, the share of under-provisioned intervals and replica-hours per seed and overall.
 
-use homeostat::forecast::{self, History, need};
+use homeostat::forecast::{
+    Bounds,
+    replay::{Params, Replay, replay},
+};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 const DAY: f64 = 86_400.0;
@@ -133,82 +136,32 @@ struct Score {
     no_forecast: usize,
 }
 
-fn steps(secs: u64, step: u64) -> usize {
-    secs.div_ceil(step) as usize
-}
-
 fn run(a: &Args, seed: u64) -> Score {
     let y = demand(seed, a.step, a.days);
-    let hist = steps(a.days * 86_400, a.step);
-    let need_at = |i: usize| need(y[i], CAPACITY).unwrap_or(0);
-    let clamp = |n: u32| n.clamp(MIN, MAX);
-    // Reactive: pods asked for at t are Ready after hold + ready; scale-in waits one hold.
-    let d_r = steps(a.hold + a.ready, a.step);
-    let w = steps(a.hold, a.step);
-    let lead = steps(a.ready, a.step).max(1);
-    let refit = steps(a.refit, a.step);
-    let reactive = |t: usize| clamp((d_r..=d_r + w).map(|k| need_at(t - k)).max().unwrap_or(0));
-    // Forecast need requested at s, for the interval s + lead (when its pods are Ready).
-    let mut fneed = vec![None::<u32>; y.len()];
-    let (mut ape, mut napes, mut no_forecast) = (0.0, 0usize, 0usize);
-    let mut s = hist;
-    while s < y.len() {
-        let h = History {
-            step_secs: a.step,
-            values: y[s - hist..s].to_vec(),
-        };
-        // Refit at s (data up to s - 1): forecast steps 1..=refit + lead ahead.
-        match forecast::forecast(&h, refit + lead, a.level) {
-            Ok(f) => {
-                for j in 0..refit {
-                    let at = s + j; // decision time
-                    let target = at + lead; // interval the pods are for
-                    if target >= y.len() {
-                        break;
-                    }
-                    // Steps ahead of the last sample (s - 1): target - (s - 1).
-                    let ahead = target + 1 - s;
-                    let p = f.point[ahead - 1];
-                    ape += (p - y[target]).abs() / y[target];
-                    napes += 1;
-                    let v = f.peak_upper(ahead, ahead).unwrap_or(p);
-                    fneed[at] = need(v, CAPACITY);
-                }
-            }
-            Err(e) => {
-                no_forecast += 1;
-                eprintln!("seed {seed}: no forecast at step {s}: {e}");
-            }
-        }
-        s += refit;
+    let p = Params {
+        step: a.step,
+        history: (a.days * 86_400).div_ceil(a.step) as usize,
+        hold: a.hold,
+        ready: a.ready,
+        refit: a.refit,
+        per_pod: CAPACITY,
+        level: a.level,
+        bounds: Bounds { min: MIN, max: MAX },
+    };
+    let r = replay(&y, &p);
+    if let Some(why) = &r.first_reason {
+        eprintln!(
+            "seed {seed}: {} refits without a forecast, first: {why}",
+            r.no_forecast
+        );
     }
-    let (mut under_r, mut under_f, mut rep_r, mut rep_f, mut n) =
-        (0usize, 0usize, 0u64, 0u64, 0usize);
-    for t in hist + d_r + w..y.len() {
-        let r = reactive(t);
-        let f_ahead = (lead..=lead + w)
-            .filter_map(|k| fneed.get(t - k).copied().flatten())
-            .max();
-        let f = clamp(r.max(f_ahead.unwrap_or(0)));
-        let need = need_at(t);
-        under_r += usize::from(r < need);
-        under_f += usize::from(f < need);
-        rep_r += u64::from(r);
-        rep_f += u64::from(f);
-        n += 1;
-    }
-    let hours = |r: u64| r as f64 * a.step as f64 / 3600.0;
     Score {
-        mape: if napes == 0 {
-            f64::NAN
-        } else {
-            ape / napes as f64
-        },
-        under_reactive: under_r as f64 / n as f64,
-        under_forecast: under_f as f64 / n as f64,
-        hours_reactive: hours(rep_r),
-        hours_forecast: hours(rep_f),
-        no_forecast,
+        mape: r.mape,
+        under_reactive: r.under(&r.reactive),
+        under_forecast: r.under(&r.forecast),
+        hours_reactive: Replay::hours(&r.reactive, a.step),
+        hours_forecast: Replay::hours(&r.forecast, a.step),
+        no_forecast: r.no_forecast,
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod model;
 pub mod plan;
+pub mod replay;
 pub mod rule;
 
 pub use model::{Forecast, History, NoForecast, forecast};

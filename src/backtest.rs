@@ -4,6 +4,8 @@
 //! The same sweep, detectors and incident engine as the operator; only the actions are imagined
 //! (taken as applied at once).
 
+pub mod forecast;
+
 use std::collections::BTreeSet;
 
 use jiff::Timestamp;

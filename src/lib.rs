@@ -11,6 +11,7 @@ pub mod diagnose;
 pub mod diagnosis;
 pub mod egress;
 pub mod failpoint;
+pub mod forecast;
 pub mod heap;
 pub mod kstatus;
 pub mod leader;

@@ -74,6 +74,13 @@ struct BacktestArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     output: Output,
+    /// Replay the policy's `forecast:` block instead: reactive vs forecast replicas over the range,
+    /// with this reactive delay (the policy hold) in seconds.
+    #[arg(long, value_name = "HOLD_SECS")]
+    forecast: Option<u64>,
+    /// Pod-ready time in seconds for `--forecast`.
+    #[arg(long, default_value_t = 60)]
+    pod_ready: u64,
     #[command(flatten)]
     query: QueryArgs,
 }
@@ -282,6 +289,26 @@ async fn run_backtest(a: BacktestArgs) -> anyhow::Result<()> {
         bail!("--to ({to}) must be after --from ({})", a.from);
     }
     let secs = |t: jiff::Timestamp| t.as_millisecond() as f64 / 1000.0;
+    if let Some(hold) = a.forecast {
+        let ns = policy.metadata.namespace.as_deref().unwrap_or(&a.namespace);
+        let r = homeostat::backtest::forecast::run(
+            &prom,
+            &policy.spec,
+            ns,
+            secs(a.from),
+            secs(to),
+            hold,
+            a.pod_ready,
+        )
+        .await
+        .with_context(|| format!("replaying the forecast against {}", a.prometheus_url))?;
+        let step = homeostat::backtest::forecast::forecast_of(&policy.spec)
+            .map_or(300, |(_, f)| f.step.get().as_secs().max(1));
+        print!("{}", homeostat::backtest::forecast::table(&r, step));
+        let every = (r.need.len() / 100).max(1);
+        print!("{}", homeostat::forecast::replay::ascii_plot(&r, every, 12));
+        return Ok(());
+    }
     let every = a
         .every
         .unwrap_or(policy.spec.interval)

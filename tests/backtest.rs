@@ -162,3 +162,75 @@ async fn replays_detection_retry_and_escalation_and_plots_them() {
 fn secs(rfc3339: &str) -> f64 {
     rfc3339.parse::<jiff::Timestamp>().unwrap().as_millisecond() as f64 / 1000.0
 }
+
+const FORECAST_POLICY: &str = r#"
+apiVersion: homeostat.dev/v1alpha1
+kind: RemediationPolicy
+metadata: {name: search, namespace: shop}
+spec:
+  targetRef: {kind: Deployment, name: search}
+  interval: 30s
+  signals:
+    - {name: rps, query: 'sum(demand_rps{namespace="{{ namespace }}", deployment="{{ workload }}"})'}
+  faults:
+    - name: contention
+      pattern: ResourceContention
+      for: 2m
+      action:
+        type: Scale
+        scale:
+          minReplicas: 2
+          maxReplicas: 30
+          forecast: {signal: rps, perPod: 50, history: 72h, step: 5m, level: 0.8}
+"#;
+
+/// A business day (300 rps from 08:00 to 18:00 with half-hour ramps, 60 at night) with 3 % noise.
+fn demand_at(t: f64) -> f64 {
+    let h = (t % 86_400.0) / 3600.0;
+    let ramp = |x: f64| x.clamp(0.0, 1.0);
+    let day = ramp((h - 8.0) * 2.0) * ramp((18.0 - h) * 2.0);
+    (60.0 + 240.0 * day) * (1.0 + 0.03 * noise(7, t))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forecast_scaling_replayed_on_real_prometheus_history_is_ahead_of_reactive() {
+    let at = past_anchor();
+    let from = at - 86_400.0;
+    let series = SeriesData::new(
+        "demand_rps",
+        &[("namespace", "shop"), ("deployment", "search")],
+    )
+    .with(
+        (0..=(4 * 86_400 / 60))
+            .map(|i| at - 4.0 * 86_400.0 + i as f64 * 60.0)
+            .map(|t| (t, demand_at(t))),
+    );
+    let prom = TestProm::start(&openmetrics(&[series]));
+    let client = prom.client(Duration::from_secs(30));
+    let policy: RemediationPolicy = serde_saphyr::from_str(FORECAST_POLICY).unwrap();
+    let r = backtest::forecast::run(&client, &policy.spec, "shop", from, at, 300, 180)
+        .await
+        .unwrap();
+    println!("{}", backtest::forecast::table(&r, 300));
+    println!("{}", homeostat::forecast::replay::ascii_plot(&r, 6, 12));
+    assert_eq!(r.no_forecast, 0, "{:?}", r.first_reason);
+    assert!(
+        r.need.len() >= 280,
+        "a day of 5-minute samples: {}",
+        r.need.len()
+    );
+    assert!(r.mape < 0.15, "MAPE {}", r.mape);
+    let (ur, uf) = (r.under(&r.reactive), r.under(&r.forecast));
+    assert!(ur > 0.0, "reactive is late at the morning ramp");
+    assert!(
+        uf <= ur / 2.0,
+        "forecast under-provisioned {uf} vs reactive {ur}"
+    );
+    assert!(
+        r.forecast
+            .iter()
+            .zip(&r.reactive)
+            .all(|(f, re)| f >= re && (2..=30).contains(f)),
+        "never below reactive, always within bounds"
+    );
+}

@@ -111,6 +111,7 @@ pub fn action_for(fault: &FaultSpec) -> ActionSpec {
                 step: 1,
                 min_replicas: None,
                 max_replicas: 10,
+                forecast: None,
             }),
             resize: None,
         }

@@ -601,6 +601,7 @@ mod tests {
                 step,
                 min_replicas: min,
                 max_replicas: max,
+                forecast: None,
             }),
             resize: None,
         };
@@ -658,6 +659,7 @@ mod tests {
                 step,
                 min_replicas: min,
                 max_replicas: max,
+                forecast: None,
             }),
             resize: None,
         };
@@ -782,6 +784,7 @@ mod tests {
                 step: 1,
                 min_replicas: None,
                 max_replicas: 8,
+                forecast: None,
             }),
             resize: None,
         };

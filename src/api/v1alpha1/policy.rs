@@ -526,10 +526,73 @@ pub struct ScaleSpec {
     /// Never scale above this.
     #[schemars(range(min = 1, max = 10000))]
     pub max_replicas: i32,
+    /// Also scale ahead of forecast demand (shadow by default: reported, not acted on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<ForecastSpec>,
 }
 
 fn default_step() -> i32 {
     1
+}
+
+/// Scale ahead of demand: forecast a demand signal from its own history (daily season, and weekly with
+/// two weeks of history) and scale out to `ceil(forecast / perPod)` replicas ahead by the time a new pod
+/// takes to become Ready. The result is the max of forecast and current need, never a scale-in, within
+/// the action's min/max; missing or stale data means no action.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("self.perPod > 0.0").message("forecast.perPod must be positive"))]
+#[x_kube(validation = Rule::new("!has(self.history) || duration(self.history) >= duration('48h')").message("forecast.history must be at least 48h: a daily season needs two days"))]
+#[x_kube(validation = Rule::new("!has(self.history) || duration(self.history) <= duration('840h')").message("forecast.history must be at most 840h (5 weeks)"))]
+#[x_kube(validation = Rule::new("!has(self.horizon) || (duration(self.horizon) >= duration('1m') && duration(self.horizon) <= duration('24h'))").message("forecast.horizon must be between 1m and 24h"))]
+#[x_kube(validation = Rule::new("!has(self.step) || (duration(self.step) >= duration('1m') && duration(self.step) <= duration('1h'))").message("forecast.step must be between 1m and 1h"))]
+#[x_kube(validation = Rule::new("!has(self.history) || !has(self.step) || duration(self.history).getSeconds() <= duration(self.step).getSeconds() * 10080").message("forecast.history / forecast.step must be at most 10080 samples"))]
+#[serde(rename_all = "camelCase")]
+pub struct ForecastSpec {
+    /// Name of a policy signal (`spec.signals[].name`) that measures the workload's demand as one series.
+    /// Without it, the workload's CPU use in cores summed over its pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = LABEL_PATTERN))]
+    pub signal: Option<String>,
+    /// Demand one pod serves at its target load, in the signal's unit (cores for the default signal).
+    pub per_pod: f64,
+    /// History fitted (default 168h; 336h or more adds the weekly season).
+    #[serde(default = "default_forecast_history")]
+    pub history: Duration,
+    /// How far ahead to forecast (default 1h).
+    #[serde(default = "default_forecast_horizon")]
+    pub horizon: Duration,
+    /// Sample step of the history (default 5m).
+    #[serde(default = "default_forecast_step")]
+    pub step: Duration,
+    /// Scale to the upper bound of this prediction interval instead of the point forecast (0 < level < 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.01, max = 0.99))]
+    pub level: Option<f64>,
+    /// `Shadow` (default): report the forecast and the replicas it would set; `Enforce`: scale out ahead.
+    #[serde(default)]
+    pub mode: ForecastMode,
+}
+
+/// Whether a forecast acts.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum ForecastMode {
+    /// Report only.
+    #[default]
+    Shadow,
+    /// Scale out ahead of the forecast.
+    Enforce,
+}
+
+fn default_forecast_history() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+
+fn default_forecast_horizon() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn default_forecast_step() -> Duration {
+    Duration::from_secs(300)
 }
 
 /// How recovery is verified.

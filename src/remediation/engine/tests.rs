@@ -147,6 +147,7 @@ fn scale(max: i32) -> Option<ActionSpec> {
             step: 1,
             min_replicas: None,
             max_replicas: max,
+            forecast: None,
         }),
         resize: None,
     })

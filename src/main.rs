@@ -240,8 +240,16 @@ fn promql_duration(d: SpecDuration) -> String {
     format!("{}s", d.get().as_secs().max(1))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    homeostat::heap::use_one_arena();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(homeostat::heap::use_one_arena)
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {

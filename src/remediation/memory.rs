@@ -171,6 +171,7 @@ mod tests {
                 action: ActionSpec {
                     type_: action,
                     scale: None,
+                    resize: None,
                 },
                 evidence: vec![],
                 dry_run: false,
@@ -197,6 +198,7 @@ mod tests {
                 from_replicas: None,
                 to_replicas: None,
                 restarted_at: None,
+                resize: None,
                 through_hpa: None,
             }],
             ..RemediationStatus::default()

@@ -8,5 +8,5 @@ pub mod guards;
 pub mod lifecycle;
 pub mod memory;
 pub mod owners;
-pub mod shadow;
 pub mod resize;
+pub mod shadow;

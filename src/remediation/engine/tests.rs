@@ -705,6 +705,7 @@ fn shadow_mode_records_the_decision_and_acts_on_nothing() {
             s.faults[0].action = Some(ActionSpec {
                 type_: ActionType::Escalate,
                 scale: None,
+                resize: None,
             });
             s
         },
@@ -854,6 +855,7 @@ fn effectiveness_memory_skips_an_action_that_keeps_failing() {
             Some(ActionSpec {
                 type_: ActionType::RestartPod,
                 scale: None,
+                resize: None,
             }),
             Pattern::RunawayProcess,
         );

@@ -214,6 +214,7 @@ fn resize_action(fallback: ResizeFallback, max: &str) -> ActionSpec {
                 step: 1,
                 min_replicas: None,
                 max_replicas: 4,
+                forecast: None,
             }),
             ..spec(Some(step(Some(2.0), None, max)), None)
         }),
@@ -500,6 +501,8 @@ fn decide(
             action: crate::diagnosis::action_for(&p.faults[0]),
             evidence: vec![],
             dry_run: false,
+            shadow: false,
+            skipped: vec![],
         },
     );
     rem.metadata.creation_timestamp = Some(Time(now()));
@@ -628,6 +631,8 @@ fn the_policy_status_names_the_live_pods_that_drift() {
             action: resize_action(ResizeFallback::Escalate, "4"),
             evidence: vec![],
             dry_run: false,
+            shadow: false,
+            skipped: vec![],
         },
     );
     let mut s = RemediationStatus {

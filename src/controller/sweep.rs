@@ -400,7 +400,9 @@ async fn observe_policy(
     let validity = match state.validity.get(&d.entry.uid) {
         Some((g, v)) if *g == d.entry.generation => v.clone(),
         _ => {
-            let v = validate(&policy.spec).map_err(|p| p.join("; "));
+            let v = validate(&policy.spec)
+                .and_then(|()| super::validate::not_run_by_operator(&policy.spec))
+                .map_err(|p| p.join("; "));
             state
                 .validity
                 .insert(d.entry.uid.clone(), (d.entry.generation, v.clone()));

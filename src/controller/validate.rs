@@ -69,6 +69,31 @@ pub fn validate(spec: &RemediationPolicySpec) -> Result<(), Vec<String>> {
     }
 }
 
+/// What the schema accepts but the running operator does not act on yet: a policy using it is
+/// reported (Ready=False with this message) rather than silently run without it.
+pub fn not_run_by_operator(spec: &RemediationPolicySpec) -> Result<(), Vec<String>> {
+    let mut problems = vec![];
+    for f in &spec.faults {
+        let actions = f.action.iter().chain(&f.fallbacks);
+        let scales = actions.flat_map(|a| {
+            a.scale
+                .iter()
+                .chain(a.resize.as_ref().and_then(|r| r.scale.as_ref()))
+        });
+        if scales.into_iter().any(|s| s.forecast.is_some()) {
+            problems.push(format!(
+                "faults[{}]: forecast scaling is not run by this operator yet (only `homeostat backtest --forecast` reads it); remove the forecast block to run this policy",
+                f.name
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +131,27 @@ verify: {stableFor: 10m, timeout: 5m}
             "{all}"
         );
         assert!(all.contains("verify.stableFor"), "{all}");
+    }
+
+    #[test]
+    fn a_forecast_block_is_reported_until_the_operator_runs_it() {
+        let s = spec(
+            r#"targetRef: {kind: Deployment, name: web}
+faults:
+  - name: c
+    pattern: ResourceContention
+    action: {type: Scale, scale: {maxReplicas: 5, forecast: {signal: demand, perPod: 10}}}
+"#,
+        );
+        assert_eq!(validate(&s), Ok(()), "valid for backtest");
+        let p = not_run_by_operator(&s).expect_err("reported");
+        assert!(
+            p[0].contains("faults[c]: forecast scaling is not run"),
+            "{p:?}"
+        );
+        let plain = spec(
+            "targetRef: {kind: Deployment, name: web}\nfaults:\n  - {name: r, pattern: RunawayProcess}\n",
+        );
+        assert_eq!(not_run_by_operator(&plain), Ok(()));
     }
 }

@@ -139,6 +139,26 @@ pub enum PlanError {
     Refused(Refusal),
 }
 
+/// The implicated pods that still exist, in the order named; none left: blocked until a fresh
+/// evaluation names live ones.
+fn live_implicated<'p>(
+    pods: &'p [LivePod],
+    implicated: &[String],
+) -> Result<Vec<&'p LivePod>, PlanError> {
+    let live: BTreeMap<&str, &LivePod> = pods.iter().map(|p| (p.name.as_str(), p)).collect();
+    let targets: Vec<&LivePod> = implicated
+        .iter()
+        .filter_map(|n| live.get(n.as_str()).copied())
+        .collect();
+    if targets.is_empty() {
+        return Err(PlanError::Blocked(format!(
+            "none of the implicated pods ({}) exists any more; waiting for a fresh evaluation",
+            implicated.join(", ")
+        )));
+    }
+    Ok(targets)
+}
+
 /// Plans an attempt: which pods, which replica count (through the HPA that owns the replicas, if
 /// one does), which stamp. Pure.
 pub fn plan(
@@ -166,18 +186,7 @@ pub fn plan(
     };
     match action.type_ {
         ActionType::RestartPod => {
-            let live: BTreeMap<&str, &LivePod> =
-                pods.iter().map(|p| (p.name.as_str(), p)).collect();
-            let targets: Vec<&LivePod> = implicated
-                .iter()
-                .filter_map(|n| live.get(n.as_str()).copied())
-                .collect();
-            if targets.is_empty() {
-                return Err(PlanError::Blocked(format!(
-                    "none of the implicated pods ({}) exists any more; waiting for a fresh evaluation",
-                    implicated.join(", ")
-                )));
-            }
+            let targets = live_implicated(pods, implicated)?;
             let unavailable = (w.replicas - w.available).max(0) as u32;
             let allowance = guards.max_unavailable.saturating_sub(unavailable) as usize;
             if allowance == 0 {
@@ -252,18 +261,7 @@ pub fn plan(
             let Some(bounds) = &action.resize else {
                 return Err(PlanError::Escalate("ResizePod without bounds".into()));
             };
-            let live: BTreeMap<&str, &LivePod> =
-                pods.iter().map(|p| (p.name.as_str(), p)).collect();
-            let targets: Vec<&LivePod> = implicated
-                .iter()
-                .filter_map(|n| live.get(n.as_str()).copied())
-                .collect();
-            if targets.is_empty() {
-                return Err(PlanError::Blocked(format!(
-                    "none of the implicated pods ({}) exists any more; waiting for a fresh evaluation",
-                    implicated.join(", ")
-                )));
-            }
+            let targets = live_implicated(pods, implicated)?;
             match super::resize::plan(bounds, &targets) {
                 Ok(change) => {
                     a.message = format!("resize in place {}", super::resize::describe(&change));

@@ -131,7 +131,18 @@ start_bg() {
   mkdir -p "$(dirname "$pidfile")" "$(dirname "$logfile")"
   # Not a process-group leader here, so setsid calls setsid(2) and execs: $! is the real PID.
   setsid "$@" </dev/null >>"$logfile" 2>&1 &
-  echo $! >"$pidfile"
+  local pid=$! i cmd
+  echo "$pid" >"$pidfile"
+  # Until the forked shell has exec'd, /proc/PID/cmdline is this script's, and pid_of (which
+  # matches the binary to guard against PID reuse) would call a healthy start dead: on a loaded
+  # machine a wait_until right after start_bg saw exactly that. Wait (at most 10 s) for the exec,
+  # or for the process to end, which the caller's wait_until then reports with the log.
+  for ((i = 0; i < 100; i++)); do
+    running "$pid" || break
+    cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || break
+    [[ $cmd == *"/$(binary_of "$name") "* ]] && break
+    sleep 0.1
+  done
 }
 
 # running PID: the process exists and is not a zombie (an exited child stays a zombie until its

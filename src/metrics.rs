@@ -90,6 +90,10 @@ pub struct Metrics {
     pub trail_pruned: Family<ResultLabel, Counter>,
     /// The allocator's heap in bytes, by kind (see `refresh_heap`).
     pub heap_bytes: Family<HeapLabel, Gauge>,
+    /// Forecasts computed, by result (ahead, covered, hold, no_forecast, error).
+    pub forecasts: Family<ResultLabel, Counter>,
+    /// Seconds per forecast: the history query and the model fit.
+    pub forecast_duration: Histogram,
 }
 
 impl Metrics {
@@ -125,6 +129,8 @@ impl Metrics {
             storm_brake: Gauge::default(),
             trail_pruned: Family::default(),
             heap_bytes: Family::default(),
+            forecasts: Family::default(),
+            forecast_duration: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
         };
         let r = registry.sub_registry_with_prefix("homeostat");
         r.register(
@@ -179,6 +185,16 @@ impl Metrics {
             "notifications",
             "Webhook notifications by result",
             m.notifications.clone(),
+        );
+        r.register(
+            "forecasts",
+            "Forecasts of Scale actions' forecast blocks by result",
+            m.forecasts.clone(),
+        );
+        r.register(
+            "forecast_duration_seconds",
+            "Seconds per forecast (history query and model fit)",
+            m.forecast_duration.clone(),
         );
         r.register(
             "sweep_duration_seconds",

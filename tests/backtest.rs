@@ -192,10 +192,8 @@ fn demand_at(t: f64) -> f64 {
     (60.0 + 240.0 * day) * (1.0 + 0.03 * noise(7, t))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn forecast_scaling_replayed_on_real_prometheus_history_is_ahead_of_reactive() {
-    let at = past_anchor();
-    let from = at - 86_400.0;
+/// Four days of [`demand_at`] up to `at`, one sample a minute, in a real Prometheus.
+fn demand_prom(at: f64) -> TestProm {
     let series = SeriesData::new(
         "demand_rps",
         &[("namespace", "shop"), ("deployment", "search")],
@@ -205,7 +203,14 @@ async fn forecast_scaling_replayed_on_real_prometheus_history_is_ahead_of_reacti
             .map(|i| at - 4.0 * 86_400.0 + i as f64 * 60.0)
             .map(|t| (t, demand_at(t))),
     );
-    let prom = TestProm::start(&openmetrics(&[series]));
+    TestProm::start(&openmetrics(&[series]))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forecast_scaling_replayed_on_real_prometheus_history_is_ahead_of_reactive() {
+    let at = past_anchor();
+    let from = at - 86_400.0;
+    let prom = demand_prom(at);
     let client = prom.client(Duration::from_secs(30));
     let policy: RemediationPolicy = serde_saphyr::from_str(FORECAST_POLICY).unwrap();
     let r = backtest::forecast::run(&client, &policy.spec, "shop", from, at, 300, 180)
@@ -233,4 +238,73 @@ async fn forecast_scaling_replayed_on_real_prometheus_history_is_ahead_of_reacti
             .all(|(f, re)| f >= re && (2..=30).contains(f)),
         "never below reactive, always within bounds"
     );
+}
+
+/// What the operator reports for a forecast block (`status.targets[].forecast`), computed the way
+/// the sweep does (one range query over the history, the model, the rule) on the same real history:
+/// ten minutes into the morning ramp with a 10-minute pod start it asks for more replicas than the
+/// current demand needs; at night it holds; with no history it says why and asks for nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operators_forecast_status_scales_ahead_of_the_morning_ramp() {
+    use homeostat::{
+        controller::forecast::compute,
+        v1alpha1::{ForecastMode, TargetRef, WorkloadKind},
+    };
+    let at = past_anchor();
+    let prom = demand_prom(at);
+    let client = prom.client(Duration::from_secs(30));
+    let policy: RemediationPolicy = serde_saphyr::from_str(FORECAST_POLICY).unwrap();
+    let target = TargetRef {
+        kind: WorkloadKind::Deployment,
+        name: "search".into(),
+    };
+    // The last 08:10 and 02:00 (UTC) with three days of history before them.
+    let last = |clock: f64| at - ((at - clock).rem_euclid(86_400.0));
+    let ts = |t: f64| jiff::Timestamp::from_second(t as i64).unwrap();
+    let ready = [(0.0, 600.0), (1000.0, 1600.0)];
+    let morning = compute(
+        &client,
+        &policy.spec,
+        "shop",
+        &target,
+        2,
+        &ready,
+        ts(last(8.0 * 3600.0 + 600.0)),
+    )
+    .await;
+    println!("morning: {morning:?}");
+    assert_eq!(morning.mode, ForecastMode::Shadow);
+    assert_eq!(morning.pod_ready_seconds, 600.0);
+    assert_eq!(morning.current_need, Some(3), "140 rps at 50 per pod");
+    let (need, rec) = (morning.forecast_need.unwrap(), morning.recommended.unwrap());
+    assert!(need >= 4 && rec == need.min(30), "{morning:?}");
+    assert!(
+        morning.message.contains("would scale out to") && morning.message.contains("ahead"),
+        "{}",
+        morning.message
+    );
+
+    let night = compute(
+        &client,
+        &policy.spec,
+        "shop",
+        &target,
+        2,
+        &ready,
+        ts(last(2.0 * 3600.0)),
+    )
+    .await;
+    println!("night: {night:?}");
+    assert_eq!(night.current_need, Some(2));
+    assert_eq!(night.recommended, None, "{night:?}");
+    assert!(night.forecast_peak.is_some());
+
+    let none = compute(&client, &policy.spec, "elsewhere", &target, 2, &[], ts(at)).await;
+    println!("no history: {none:?}");
+    assert_eq!(none.recommended, None);
+    assert_eq!(
+        none.pod_ready_seconds, 60.0,
+        "the default without a measured start"
+    );
+    assert!(none.message.starts_with("no forecast:"), "{}", none.message);
 }

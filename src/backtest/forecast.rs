@@ -2,13 +2,12 @@
 //! replays reactive against forecast scaling over the range ([`crate::forecast::replay`]).
 
 use crate::{
-    diagnosis::fetch::workload_vars,
     forecast::{
-        Bounds,
+        query::{QueryError, bounds_of, demand_query, regular},
         replay::{Params, Replay, replay},
     },
     prometheus::{PromClient, PromError},
-    v1alpha1::{ForecastSpec, RemediationPolicySpec, ScaleSpec},
+    v1alpha1::RemediationPolicySpec,
 };
 
 /// Most samples one range query may return (Prometheus refuses more than 11 000).
@@ -20,15 +19,12 @@ pub enum ForecastBacktestError {
     /// The policy has no Scale action with a forecast block.
     #[error("the policy has no Scale action with a forecast block")]
     NoForecast,
-    /// The forecast names no signal (the default CPU signal needs the operator's pod discovery).
-    #[error("forecast.signal is required for a backtest (name one of spec.signals)")]
-    NoSignal,
-    /// The named signal is not among the policy's signals.
-    #[error("forecast.signal {0:?} is not among spec.signals")]
-    UnknownSignal(String),
-    /// The signal's template does not render.
-    #[error("rendering signal {0}: {1}")]
-    Template(String, String),
+    /// The policy selects workloads instead of naming one.
+    #[error("a forecast backtest needs spec.targetRef (one workload)")]
+    NoTarget,
+    /// The demand query cannot be built.
+    #[error(transparent)]
+    Query(#[from] QueryError),
     /// History + range is more than one range query returns.
     #[error(
         "{0} samples of history and range at this step: more than {MAX_SAMPLES}; use a longer step or a shorter range"
@@ -42,13 +38,7 @@ pub enum ForecastBacktestError {
     Prom(#[from] PromError),
 }
 
-/// The first Scale action with a forecast block, and its bounds.
-pub fn forecast_of(spec: &RemediationPolicySpec) -> Option<(&ScaleSpec, &ForecastSpec)> {
-    spec.faults
-        .iter()
-        .filter_map(|f| f.action.as_ref()?.scale.as_ref())
-        .find_map(|s| Some((s, s.forecast.as_ref()?)))
-}
+pub use crate::forecast::query::forecast_of;
 
 /// Replays the policy's forecast over `[from, to]` (the history before `from` only feeds the model), with
 /// `hold` (seconds) as the reactive delay and `ready` (seconds) as the pod-ready time.
@@ -62,20 +52,11 @@ pub async fn run(
     ready: u64,
 ) -> Result<Replay, ForecastBacktestError> {
     let (scale, fc) = forecast_of(spec).ok_or(ForecastBacktestError::NoForecast)?;
-    let name = fc
-        .signal
-        .as_deref()
-        .ok_or(ForecastBacktestError::NoSignal)?;
-    let signal = spec
-        .signals
-        .iter()
-        .find(|s| s.name == name)
-        .ok_or_else(|| ForecastBacktestError::UnknownSignal(name.into()))?;
-    let workload = spec.target_ref.as_ref().map_or("", |t| t.name.as_str());
-    let query = workload_vars(namespace, workload, &[], "5m")
-        .set("pods", ".+")
-        .render(&signal.query)
-        .map_err(|e| ForecastBacktestError::Template(name.into(), e.to_string()))?;
+    let workload = spec
+        .target_ref
+        .as_ref()
+        .ok_or(ForecastBacktestError::NoTarget)?;
+    let query = demand_query(spec, fc, namespace, workload)?;
     let step = fc.step.get().as_secs().max(1);
     let history = fc.history.get().as_secs().div_ceil(step) as usize;
     let start = from - (history as u64 * step) as f64;
@@ -87,13 +68,7 @@ pub async fn run(
     if series.len() != 1 {
         return Err(ForecastBacktestError::NotOneSeries(series.len()));
     }
-    let mut y = vec![f64::NAN; n];
-    for &(t, v) in &series[0].points {
-        let i = ((t - start) / step as f64).round();
-        if i >= 0.0 && (i as usize) < n {
-            y[i as usize] = v;
-        }
-    }
+    let y = regular(&series[0].points, start, step, n);
     let params = Params {
         step,
         history,
@@ -102,10 +77,7 @@ pub async fn run(
         refit: 3600,
         per_pod: fc.per_pod,
         level: fc.level,
-        bounds: Bounds {
-            min: scale.min_replicas.unwrap_or(1).max(0) as u32,
-            max: scale.max_replicas.max(1) as u32,
-        },
+        bounds: bounds_of(scale),
     };
     Ok(replay(&y, &params))
 }

@@ -444,6 +444,7 @@ impl Caches {
                         .or(p.metadata.creation_timestamp.as_ref())
                         .map(|t| t.0.as_second() as f64),
                     containers: p.containers(),
+                    start_to_ready: p.start_to_ready(),
                 };
                 snap.pods
                     .entry((p.namespace().unwrap_or_default(), owner))

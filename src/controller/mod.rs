@@ -7,6 +7,7 @@
 mod apply;
 mod cache;
 mod events;
+pub mod forecast;
 pub mod prom;
 pub mod retention;
 mod status;

@@ -9,8 +9,8 @@ use crate::{
     diagnosis::{Evaluated, FaultVerdict, choose, overall},
     remediation::{guards::Refusal, memory, shadow},
     v1alpha1::{
-        Evaluation, FaultVerdictStatus, PolicyMode, RemediationPolicySpec, RemediationPolicyStatus,
-        ShadowSummary, SkippedAction, TargetRef, TargetStatus,
+        Evaluation, FaultVerdictStatus, ForecastStatus, PolicyMode, RemediationPolicySpec,
+        RemediationPolicyStatus, ShadowSummary, SkippedAction, TargetRef, TargetStatus,
     },
 };
 
@@ -38,6 +38,8 @@ pub struct TargetOutcome {
     pub skipping: Vec<SkippedAction>,
     /// Pods a ResizePod left running with more than the template asks.
     pub template_drift: Option<String>,
+    /// The last forecast of the Scale action's forecast block.
+    pub forecast: Option<ForecastStatus>,
 }
 
 /// What a sweep concluded for one policy.
@@ -244,6 +246,7 @@ fn evaluated(
             shadow: t.shadow.clone(),
             skipping: t.skipping.clone(),
             template_drift: t.template_drift.clone(),
+            forecast: t.forecast.clone(),
         })
         .collect();
     st.shadow = targets
@@ -453,6 +456,20 @@ pub fn digest(st: &RemediationPolicyStatus) -> String {
                 sh.incidents, sh.unnecessary, sh.needed, sh.pending, sh.unscored
             ));
         }
+        if let Some(d) = &t.template_drift {
+            s.push_str(&format!("drift={d};"));
+        }
+        // The peak and the message move with every refit; the replica counts are what changes.
+        if let Some(f) = &t.forecast {
+            s.push_str(&format!(
+                "forecast={:?}/{:?}/{:?}/{:?}/{};",
+                f.replicas,
+                f.current_need,
+                f.forecast_need,
+                f.recommended,
+                f.forecast_peak.is_some()
+            ));
+        }
         for k in &t.skipping {
             s.push_str(&format!(
                 "skip={}/{}/{};",
@@ -521,6 +538,7 @@ mod tests {
             shadow: None,
             skipping: vec![],
             template_drift: None,
+            forecast: None,
         }
     }
 

@@ -25,7 +25,9 @@ use super::{
     Context,
     apply::{self, PolicyCtx},
     cache::{PolicyEntry, Snapshot, WorkloadEntry},
-    events, retention,
+    events,
+    forecast::{self, ForecastState},
+    retention,
     status::{self, PolicyOutcome, TargetOutcome},
     validate,
 };
@@ -63,6 +65,8 @@ pub struct SweepState {
     trail: retention::State,
     /// When this replica's first sweep (since start or since it last led) ran.
     started: Option<Timestamp>,
+    /// The last forecast of each forecasting target.
+    forecasts: ForecastState,
 }
 
 impl SweepState {
@@ -123,6 +127,10 @@ pub async fn run_once(ctx: &Context, state: &mut SweepState) {
     let applied = apply_all(ctx, &due, intents, fleet_held).await;
     refusal_events(ctx, state, &due, &applied).await;
     let decided_ms = started.elapsed().as_millis() as u64;
+    state
+        .forecasts
+        .refresh(ctx, forecast_jobs(&due), now_ts)
+        .await;
     let writes = write_statuses(ctx, state, &due, evaluated, applied, now_ts).await;
     ctx.metrics
         .sweep_duration
@@ -138,6 +146,30 @@ pub async fn run_once(ctx: &Context, state: &mut SweepState) {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "sweep done"
     );
+}
+
+/// The forecasting targets of the due policies that were evaluated (after the decisions: a forecast
+/// in shadow mode never delays one).
+fn forecast_jobs(due: &[Due]) -> Vec<forecast::Job<'_>> {
+    due.iter()
+        .filter(|d| d.problem.is_none())
+        .filter_map(|d| Some((d, d.policy()?, d.prom.as_ref()?)))
+        .filter(|(_, p, _)| crate::forecast::query::forecast_of(&p.spec).is_some())
+        .flat_map(|(d, p, prom)| {
+            d.targets.iter().filter_map(move |t| {
+                let w = t.workload.as_ref()?;
+                Some(forecast::Job {
+                    key: (d.entry.uid.clone(), t.target.clone()),
+                    generation: d.entry.generation,
+                    spec: &p.spec,
+                    namespace: &d.entry.namespace,
+                    replicas: w.workload.replicas,
+                    ready: t.pods.iter().filter_map(|p| p.start_to_ready).collect(),
+                    prom,
+                })
+            })
+        })
+        .collect()
 }
 
 /// The longest a policy waits for its first evaluation after this replica starts or takes over.
@@ -371,6 +403,7 @@ async fn observe(
     state.validity.retain(|k, _| live.contains(k.as_str()));
     state.faulty.retain(|(k, _), _| live.contains(k.as_str()));
     state.held.retain(|(k, _), _| live.contains(k.as_str()));
+    state.forecasts.retain(|(k, _)| live.contains(k.as_str()));
     due
 }
 
@@ -853,6 +886,7 @@ async fn write_statuses(
                         template_drift: crate::remediation::resize::template_drift(
                             &t.history, &t.pods,
                         ),
+                        forecast: state.forecasts.get(&d.entry.uid, &t.target).cloned(),
                     })
                     .collect(),
             },

@@ -3,7 +3,7 @@
 use crate::{
     diagnosis::fetch::needed,
     diagnosis::fetch::{QuerySet, workload_vars},
-    v1alpha1::{ActionType, Pattern, RemediationPolicySpec},
+    v1alpha1::{ActionType, ForecastMode, Pattern, RemediationPolicySpec},
 };
 
 /// Returns every problem found in a policy spec, for a person to fix.
@@ -53,6 +53,7 @@ pub fn validate(spec: &RemediationPolicySpec) -> Result<(), Vec<String>> {
             problems.push(format!("faults[{}].for must be at least 1s", f.name));
         }
     }
+    forecast_blocks(spec, &mut problems);
     if spec.interval.get().as_secs_f64() < 1.0 {
         problems.push("interval must be at least 1s".into());
     }
@@ -69,24 +70,72 @@ pub fn validate(spec: &RemediationPolicySpec) -> Result<(), Vec<String>> {
     }
 }
 
-/// What the schema accepts but the running operator does not act on yet: a policy using it is
-/// reported (Ready=False with this message) rather than silently run without it.
-pub fn not_run_by_operator(spec: &RemediationPolicySpec) -> Result<(), Vec<String>> {
-    let mut problems = vec![];
+/// Forecast blocks are read on a fault's own Scale action only, one per policy, and name a signal
+/// of the policy.
+fn forecast_blocks(spec: &RemediationPolicySpec, problems: &mut Vec<String>) {
+    let mut first: Option<&str> = None;
     for f in &spec.faults {
-        let actions = f.action.iter().chain(&f.fallbacks);
-        let scales = actions.flat_map(|a| {
-            a.scale
-                .iter()
-                .chain(a.resize.as_ref().and_then(|r| r.scale.as_ref()))
-        });
-        if scales.into_iter().any(|s| s.forecast.is_some()) {
+        let elsewhere = f
+            .fallbacks
+            .iter()
+            .flat_map(|a| a.scale.iter())
+            .chain(
+                f.action
+                    .iter()
+                    .chain(&f.fallbacks)
+                    .filter_map(|a| a.resize.as_ref().and_then(|r| r.scale.as_ref())),
+            )
+            .any(|s| s.forecast.is_some());
+        if elsewhere {
             problems.push(format!(
-                "faults[{}]: forecast scaling is not run by this operator yet (only `homeostat backtest --forecast` reads it); remove the forecast block to run this policy",
+                "faults[{}]: a forecast block is read on the fault's own action.scale only, not in fallbacks or resize.scale",
+                f.name
+            ));
+        }
+        let Some(fc) = f
+            .action
+            .as_ref()
+            .and_then(|a| a.scale.as_ref()?.forecast.as_ref())
+        else {
+            continue;
+        };
+        match first {
+            Some(other) => problems.push(format!(
+                "faults[{}]: only one forecast block per policy (faults[{other}] has one already)",
+                f.name
+            )),
+            None => first = Some(&f.name),
+        }
+        if let Some(name) = &fc.signal
+            && !spec.signals.iter().any(|s| &s.name == name)
+        {
+            problems.push(format!(
+                "faults[{}].action.scale.forecast.signal: no signal named {name}",
                 f.name
             ));
         }
     }
+}
+
+/// What the schema accepts but the running operator does not act on yet: a policy using it is
+/// reported (Ready=False with this message) rather than silently run without it.
+pub fn not_run_by_operator(spec: &RemediationPolicySpec) -> Result<(), Vec<String>> {
+    let problems: Vec<String> = spec
+        .faults
+        .iter()
+        .filter(|f| {
+            f.action
+                .as_ref()
+                .and_then(|a| a.scale.as_ref()?.forecast.as_ref())
+                .is_some_and(|fc| fc.mode == ForecastMode::Enforce)
+        })
+        .map(|f| {
+            format!(
+                "faults[{}]: forecast mode Enforce is not run by this operator yet; mode Shadow (the default) reports what it would scale to in status.targets[].forecast",
+                f.name
+            )
+        })
+        .collect();
     if problems.is_empty() {
         Ok(())
     } else {
@@ -134,24 +183,62 @@ verify: {stableFor: 10m, timeout: 5m}
     }
 
     #[test]
-    fn a_forecast_block_is_reported_until_the_operator_runs_it() {
+    fn forecast_blocks_are_checked_and_enforce_is_reported_until_the_operator_runs_it() {
         let s = spec(
             r#"targetRef: {kind: Deployment, name: web}
+signals: [{name: demand, query: 'sum(rps{namespace="{{ namespace }}"})'}]
 faults:
   - name: c
     pattern: ResourceContention
     action: {type: Scale, scale: {maxReplicas: 5, forecast: {signal: demand, perPod: 10}}}
 "#,
         );
-        assert_eq!(validate(&s), Ok(()), "valid for backtest");
-        let p = not_run_by_operator(&s).expect_err("reported");
+        assert_eq!(validate(&s), Ok(()));
+        assert_eq!(not_run_by_operator(&s), Ok(()), "Shadow (the default) runs");
+        let enforce = spec(
+            r#"targetRef: {kind: Deployment, name: web}
+faults:
+  - name: c
+    pattern: ResourceContention
+    action: {type: Scale, scale: {maxReplicas: 5, forecast: {perPod: 1, mode: Enforce}}}
+"#,
+        );
+        assert_eq!(
+            validate(&enforce),
+            Ok(()),
+            "the default CPU signal needs no name"
+        );
+        let p = not_run_by_operator(&enforce).expect_err("reported");
         assert!(
-            p[0].contains("faults[c]: forecast scaling is not run"),
+            p[0].contains("faults[c]: forecast mode Enforce is not run"),
             "{p:?}"
         );
-        let plain = spec(
-            "targetRef: {kind: Deployment, name: web}\nfaults:\n  - {name: r, pattern: RunawayProcess}\n",
+        let bad = spec(
+            r#"targetRef: {kind: Deployment, name: web}
+faults:
+  - name: a
+    pattern: ResourceContention
+    action: {type: Scale, scale: {maxReplicas: 5, forecast: {signal: nope, perPod: 1}}}
+  - name: b
+    pattern: RunawayProcess
+    action: {type: Scale, scale: {maxReplicas: 5, forecast: {perPod: 1}}}
+    fallbacks: [{type: Scale, scale: {maxReplicas: 5, forecast: {perPod: 1}}}]
+"#,
         );
-        assert_eq!(not_run_by_operator(&plain), Ok(()));
+        let all = validate(&bad).expect_err("invalid").join("\n");
+        assert!(
+            all.contains("faults[a].action.scale.forecast.signal: no signal named nope"),
+            "{all}"
+        );
+        assert!(
+            all.contains("faults[b]: only one forecast block per policy (faults[a]"),
+            "{all}"
+        );
+        assert!(
+            all.contains(
+                "faults[b]: a forecast block is read on the fault's own action.scale only"
+            ),
+            "{all}"
+        );
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod model;
 pub mod plan;
+pub mod query;
 pub mod replay;
 pub mod rule;
 

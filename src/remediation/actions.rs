@@ -58,6 +58,8 @@ pub struct LivePod {
     pub started_at: Option<f64>,
     /// Its containers' spec resources (for ResizePod; empty where unknown, offline).
     pub containers: Vec<super::resize::ContainerAlloc>,
+    /// `(creation, first Ready)` in unix seconds, when Ready without a restart (a forecast's lead).
+    pub start_to_ready: Option<(f64, f64)>,
 }
 
 impl LivePod {
@@ -69,6 +71,7 @@ impl LivePod {
                 uid: String::new(),
                 started_at: p.started_at,
                 containers: vec![],
+                start_to_ready: None,
             })
             .collect()
     }
@@ -516,6 +519,7 @@ mod tests {
                 uid: format!("uid-{i}"),
                 started_at: Some(i as f64),
                 containers: vec![],
+                start_to_ready: None,
             })
             .collect()
     }

@@ -838,6 +838,42 @@ pub struct TargetStatus {
     /// Pods a ResizePod left running with more than the workload's template asks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_drift: Option<String>,
+    /// The last forecast of a Scale action's `forecast:` block for this workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<ForecastStatus>,
+}
+
+/// What the last forecast said for one workload (refreshed at most once per `forecast.step`).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForecastStatus {
+    /// When it was computed.
+    pub time: Time,
+    /// `Shadow`: reported only; `Enforce`: acted on.
+    pub mode: ForecastMode,
+    /// The workload's replicas when it was computed.
+    #[schemars(range(min = 0))]
+    pub replicas: i32,
+    /// Replicas the current demand needs (absent: no current sample).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub current_need: Option<i32>,
+    /// Peak demand forecast over the lead time, in the signal's unit (absent: no forecast).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast_peak: Option<f64>,
+    /// Replicas the forecast peak needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub forecast_need: Option<i32>,
+    /// Replicas the rule asks for (max of forecast and current need, within min/max), when it asks
+    /// for more than there are; in shadow mode what enforcing would have scaled to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub recommended: Option<i32>,
+    /// The lead: the measured time a new pod of this workload takes to become Ready, in seconds.
+    pub pod_ready_seconds: f64,
+    /// Why it asks for that, or why there is no forecast (bounded).
+    pub message: String,
 }
 
 /// One evaluation of every fault of a policy.

@@ -71,6 +71,55 @@ pub struct PodLiteStatus {
     /// When the kubelet accepted the pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
+    /// Its conditions; [`prune`] keeps only `Ready`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<PodLiteCondition>,
+    /// Its containers' restart counts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub container_statuses: Vec<PodLiteContainerStatus>,
+}
+
+/// A pod condition's type, status and last transition.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodLiteCondition {
+    /// `Ready`, `PodScheduled`, ...
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// When it last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+}
+
+/// A container status, as far as the sweep reads it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodLiteContainerStatus {
+    /// Restarts of the container.
+    #[serde(default)]
+    pub restart_count: i32,
+}
+
+impl PodLite {
+    /// `(creation, first Ready)` in unix seconds when the pod is Ready and none of its containers
+    /// restarted (a restart moves the Ready transition): what a forecast's lead time is measured on.
+    pub fn start_to_ready(&self) -> Option<(f64, f64)> {
+        let st = self.status.as_ref()?;
+        if st.container_statuses.iter().any(|c| c.restart_count > 0) {
+            return None;
+        }
+        let ready = st
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready" && c.status == "True")?;
+        let secs = |t: &Time| t.0.as_millisecond() as f64 / 1000.0;
+        Some((
+            secs(self.metadata.creation_timestamp.as_ref()?),
+            secs(ready.last_transition_time.as_ref()?),
+        ))
+    }
 }
 
 impl Resource for PodLite {
@@ -102,6 +151,9 @@ pub fn prune(p: &mut PodLite) {
     m.labels = None;
     m.finalizers = None;
     m.generate_name = None;
+    if let Some(st) = &mut p.status {
+        st.conditions.retain(|c| c.type_ == "Ready");
+    }
 }
 
 #[cfg(test)]
@@ -134,8 +186,37 @@ mod tests {
         let c = p.containers();
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].resources.cpu_limit.as_deref(), Some("500m"));
+        assert_eq!(
+            p.start_to_ready(),
+            None,
+            "a restarted container: no lead sample"
+        );
         let s = p.status.expect("status kept");
         assert_eq!(s.phase.as_deref(), Some("Running"));
         assert!(s.start_time.is_some());
+    }
+
+    /// A Ready pod without restarts gives its creation and Ready times; other conditions are dropped.
+    #[test]
+    fn start_to_ready_reads_creation_and_the_ready_transition() {
+        let json = serde_json::json!({
+            "metadata": {"name": "web-2", "creationTimestamp": "2026-12-01T10:00:00Z"},
+            "status": {"phase": "Running",
+                "conditions": [
+                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-12-01T10:00:01Z"},
+                    {"type": "Ready", "status": "True", "lastTransitionTime": "2026-12-01T10:00:42Z"}],
+                "containerStatuses": [{"name": "c", "restartCount": 0}]}
+        });
+        let mut p: PodLite = serde_json::from_value(json).expect("decodes");
+        prune(&mut p);
+        let (c, r) = p.start_to_ready().expect("ready without restarts");
+        assert_eq!(r - c, 42.0);
+        assert_eq!(p.status.as_ref().map(|s| s.conditions.len()), Some(1));
+        let not_ready: PodLite = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-3", "creationTimestamp": "2026-12-01T10:00:00Z"},
+            "status": {"conditions": [{"type": "Ready", "status": "False"}]}
+        }))
+        .expect("decodes");
+        assert_eq!(not_ready.start_to_ready(), None);
     }
 }

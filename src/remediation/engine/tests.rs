@@ -53,6 +53,7 @@ fn pods() -> Vec<LivePod> {
             uid: format!("uid-{i}"),
             started_at: Some(0.0),
             containers: vec![],
+            start_to_ready: None,
         })
         .collect()
 }

@@ -50,6 +50,7 @@ fn pod(name: &str, r: Resources) -> LivePod {
             name: "app".into(),
             resources: r,
         }],
+        start_to_ready: None,
     }
 }
 

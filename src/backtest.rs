@@ -225,6 +225,7 @@ impl<'a> Replay<'a> {
             pods: &live,
             history: &self.history,
             evaluated: &ev,
+            forecast: None,
             now,
         });
         if let Some((idx, before, status, act)) = self.imagine(intent, now) {

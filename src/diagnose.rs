@@ -317,6 +317,7 @@ pub async fn run(prom: &PromClient, opts: &Options) -> Result<Report, DiagnoseEr
             pods: &live,
             history: &[],
             evaluated: &ev,
+            forecast: None,
             now,
         });
         findings.push(finding(target_out(w), &spec.faults, &ev.verdicts, &intent));

@@ -1,7 +1,9 @@
 //! Forecast scaling in the sweep, reported (`mode: Shadow`): for each workload of a policy whose Scale
 //! action has a `forecast:` block, once per `forecast.step`, one range query over the demand's history,
 //! the model fitted off the async runtime, and the rule's answer in the policy's status
-//! (`status.targets[].forecast`). The sweep never acts on it: `mode: Enforce` is refused by validation.
+//! (`status.targets[].forecast`). In `mode: Enforce` a fresh forecast that asks for more replicas is
+//! handed to the incident engine ([`ForecastState::ask`]), which opens a Scale incident under the
+//! fault's guards and the fleet's limits like any other.
 
 use std::{collections::HashMap, time::Instant};
 
@@ -19,7 +21,8 @@ use crate::{
     },
     metrics::ResultLabel,
     prometheus::PromClient,
-    v1alpha1::{ForecastStatus, RemediationPolicySpec, TargetRef},
+    remediation::engine::ForecastAsk,
+    v1alpha1::{Evidence, ForecastMode, ForecastStatus, RemediationPolicySpec, TargetRef},
 };
 
 /// Most forecasts computed in one sweep; the rest, longest-waiting first, in the next ones. A fit of a
@@ -106,6 +109,47 @@ impl ForecastState {
             debug!(namespace = %key.1, target = %key.1, message = %st.message, "forecast");
             self.last.insert(key, (generation, st));
         }
+    }
+
+    /// What a fresh `mode: Enforce` forecast asks of a target: one computed for this generation
+    /// within the last forecast step, for the replicas the workload has now, asking for more.
+    /// Anything older, in shadow mode, or made for other replicas asks for nothing.
+    pub fn ask(
+        &self,
+        uid: &str,
+        target: &TargetRef,
+        generation: Option<i64>,
+        spec: &RemediationPolicySpec,
+        replicas: i32,
+        now: Timestamp,
+    ) -> Option<ForecastAsk> {
+        let (g, st) = self.last.get(&(uid.to_string(), target.clone()))?;
+        let (fault, fc) = spec
+            .faults
+            .iter()
+            .find_map(|f| Some((f, f.action.as_ref()?.scale.as_ref()?.forecast.as_ref()?)))?;
+        let age = now.duration_since(st.time.0).as_secs_f64();
+        let to = st.recommended?;
+        let fresh =
+            *g == generation && age <= fc.step.get().as_secs_f64() && st.replicas == replicas;
+        if !fresh || fc.mode != ForecastMode::Enforce || to <= replicas {
+            return None;
+        }
+        Some(ForecastAsk {
+            fault: fault.name.clone(),
+            to,
+            message: st.message.clone(),
+            evidence: vec![Evidence {
+                rule: format!(
+                    "forecast peak within {:.0}s > {replicas} replicas x {} per pod",
+                    st.pod_ready_seconds, fc.per_pod
+                ),
+                signal: fc.signal.clone().unwrap_or_else(|| "cpu".into()),
+                pod: None,
+                value: st.forecast_peak.unwrap_or(f64::NAN),
+                threshold: Some(f64::from(replicas) * fc.per_pod),
+            }],
+        })
     }
 
     /// Forgets the targets of policies that no longer forecast (or no longer exist).

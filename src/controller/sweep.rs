@@ -119,7 +119,11 @@ pub async fn run_once(ctx: &Context, state: &mut SweepState) {
         return;
     }
     let (evaluated, queries) = evaluate(ctx, &due, now).await;
-    let mut intents = decide(&due, &evaluated, now_ts);
+    state
+        .forecasts
+        .refresh(ctx, forecast_jobs(&due), now_ts)
+        .await;
+    let mut intents = decide(&due, &evaluated, &state.forecasts, now_ts);
     let fleet_held = fleet_gate(ctx, state, &due, &evaluated, &mut intents, now_ts);
     ctx.metrics
         .sweep_decided
@@ -127,10 +131,6 @@ pub async fn run_once(ctx: &Context, state: &mut SweepState) {
     let applied = apply_all(ctx, &due, intents, fleet_held).await;
     refusal_events(ctx, state, &due, &applied).await;
     let decided_ms = started.elapsed().as_millis() as u64;
-    state
-        .forecasts
-        .refresh(ctx, forecast_jobs(&due), now_ts)
-        .await;
     let writes = write_statuses(ctx, state, &due, evaluated, applied, now_ts).await;
     ctx.metrics
         .sweep_duration
@@ -148,8 +148,7 @@ pub async fn run_once(ctx: &Context, state: &mut SweepState) {
     );
 }
 
-/// The forecasting targets of the due policies that were evaluated (after the decisions: a forecast
-/// in shadow mode never delays one).
+/// The forecasting targets of the due policies that were evaluated.
 fn forecast_jobs(due: &[Due]) -> Vec<forecast::Job<'_>> {
     due.iter()
         .filter(|d| d.problem.is_none())
@@ -433,9 +432,7 @@ async fn observe_policy(
     let validity = match state.validity.get(&d.entry.uid) {
         Some((g, v)) if *g == d.entry.generation => v.clone(),
         _ => {
-            let v = validate(&policy.spec)
-                .and_then(|()| super::validate::not_run_by_operator(&policy.spec))
-                .map_err(|p| p.join("; "));
+            let v = validate(&policy.spec).map_err(|p| p.join("; "));
             state
                 .validity
                 .insert(d.entry.uid.clone(), (d.entry.generation, v.clone()));
@@ -615,7 +612,12 @@ fn count_verdicts(ctx: &Context, ev: &Evaluated) {
 // ---------------------------------------------------------------------------------------------
 // decide
 
-fn decide(due: &[Due], evaluated: &[Vec<Evaluated>], now: Timestamp) -> Vec<Vec<Intent>> {
+fn decide(
+    due: &[Due],
+    evaluated: &[Vec<Evaluated>],
+    forecasts: &ForecastState,
+    now: Timestamp,
+) -> Vec<Vec<Intent>> {
     due.iter()
         .zip(evaluated)
         .map(|(d, evs)| {
@@ -626,6 +628,16 @@ fn decide(due: &[Due], evaluated: &[Vec<Evaluated>], now: Timestamp) -> Vec<Vec<
                 .iter()
                 .zip(evs)
                 .map(|(t, ev)| {
+                    let ask = t.workload.as_ref().and_then(|w| {
+                        forecasts.ask(
+                            &d.entry.uid,
+                            &t.target,
+                            d.entry.generation,
+                            &policy.spec,
+                            w.workload.replicas,
+                            now,
+                        )
+                    });
                     let intent = engine::decide(&engine::Observed {
                         policy: &d.entry.name,
                         spec: &policy.spec,
@@ -638,6 +650,7 @@ fn decide(due: &[Due], evaluated: &[Vec<Evaluated>], now: Timestamp) -> Vec<Vec<
                         pods: &t.pods,
                         history: &t.history,
                         evaluated: ev,
+                        forecast: ask.as_ref(),
                         now,
                     });
                     match (&t.conflict, intent) {

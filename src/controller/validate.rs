@@ -3,7 +3,7 @@
 use crate::{
     diagnosis::fetch::needed,
     diagnosis::fetch::{QuerySet, workload_vars},
-    v1alpha1::{ActionType, ForecastMode, Pattern, RemediationPolicySpec},
+    v1alpha1::{ActionType, Pattern, RemediationPolicySpec},
 };
 
 /// Returns every problem found in a policy spec, for a person to fix.
@@ -117,32 +117,6 @@ fn forecast_blocks(spec: &RemediationPolicySpec, problems: &mut Vec<String>) {
     }
 }
 
-/// What the schema accepts but the running operator does not act on yet: a policy using it is
-/// reported (Ready=False with this message) rather than silently run without it.
-pub fn not_run_by_operator(spec: &RemediationPolicySpec) -> Result<(), Vec<String>> {
-    let problems: Vec<String> = spec
-        .faults
-        .iter()
-        .filter(|f| {
-            f.action
-                .as_ref()
-                .and_then(|a| a.scale.as_ref()?.forecast.as_ref())
-                .is_some_and(|fc| fc.mode == ForecastMode::Enforce)
-        })
-        .map(|f| {
-            format!(
-                "faults[{}]: forecast mode Enforce is not run by this operator yet; mode Shadow (the default) reports what it would scale to in status.targets[].forecast",
-                f.name
-            )
-        })
-        .collect();
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,7 +157,7 @@ verify: {stableFor: 10m, timeout: 5m}
     }
 
     #[test]
-    fn forecast_blocks_are_checked_and_enforce_is_reported_until_the_operator_runs_it() {
+    fn forecast_blocks_are_checked() {
         let s = spec(
             r#"targetRef: {kind: Deployment, name: web}
 signals: [{name: demand, query: 'sum(rps{namespace="{{ namespace }}"})'}]
@@ -194,7 +168,6 @@ faults:
 "#,
         );
         assert_eq!(validate(&s), Ok(()));
-        assert_eq!(not_run_by_operator(&s), Ok(()), "Shadow (the default) runs");
         let enforce = spec(
             r#"targetRef: {kind: Deployment, name: web}
 faults:
@@ -207,11 +180,6 @@ faults:
             validate(&enforce),
             Ok(()),
             "the default CPU signal needs no name"
-        );
-        let p = not_run_by_operator(&enforce).expect_err("reported");
-        assert!(
-            p[0].contains("faults[c]: forecast mode Enforce is not run"),
-            "{p:?}"
         );
         let bad = spec(
             r#"targetRef: {kind: Deployment, name: web}

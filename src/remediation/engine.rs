@@ -48,8 +48,26 @@ pub struct Observed<'a> {
     pub history: &'a [Remediation],
     /// This evaluation's verdicts.
     pub evaluated: &'a Evaluated,
+    /// A fresh forecast's ask to scale out ahead of demand (`forecast.mode: Enforce` only).
+    pub forecast: Option<&'a ForecastAsk>,
     /// Now.
     pub now: Timestamp,
+}
+
+/// What a fresh forecast asks of one target in `mode: Enforce`: scale out to `to` replicas ahead
+/// of the demand it predicts. The engine opens an incident for `fault` (whose Scale action carries the
+/// forecast block) under that fault's guards, as if the fault fired, when nothing else is open or
+/// firing; its recovery is verified the usual way, on the fault's own verdict.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForecastAsk {
+    /// The fault whose Scale action carries the forecast block.
+    pub fault: String,
+    /// Replicas to scale to.
+    pub to: i32,
+    /// Why, for the incident's record.
+    pub message: String,
+    /// The numbers behind it.
+    pub evidence: Vec<crate::v1alpha1::Evidence>,
 }
 
 /// What to do for one target.
@@ -128,8 +146,54 @@ pub fn decide(o: &Observed<'_>) -> Intent {
         Some((fault, verdict)) if actionable(verdict) => {
             open_incident(&g, fault, verdict, next_seq(o.history))
         }
-        _ => Intent::Idle,
+        _ => o
+            .forecast
+            .map_or(Intent::Idle, |ask| open_ahead(&g, ask, next_seq(o.history))),
     }
+}
+
+/// Opens an incident for a forecast's ask: the fault's Scale action, stepped to the asked replicas.
+/// Nothing when the workload is missing, already has them, the fault's own data is inconclusive, or
+/// the effectiveness memory skips Scale for the fault (a forecast never falls back to another action).
+fn open_ahead(o: &Observed<'_>, ask: &ForecastAsk, seq: u32) -> Intent {
+    let Some(fault) = o.spec.faults.iter().find(|f| f.name == ask.fault) else {
+        return Intent::Idle;
+    };
+    let Some(w) = o.workload else {
+        return Intent::Idle;
+    };
+    let own = o.evaluated.verdicts.iter().find(|v| v.fault == fault.name);
+    if ask.to <= w.replicas || own.is_none_or(|v| v.verdict.kind == FaultKind::Inconclusive) {
+        return Intent::Idle;
+    }
+    let mut ahead = fault.clone();
+    ahead.fallbacks.clear();
+    let Some(scale) = ahead.action.as_mut().and_then(|a| a.scale.as_mut()) else {
+        return Intent::Idle;
+    };
+    scale.step = ask.to - w.replicas;
+    scale.forecast = None;
+    let (rung, _) = memory::choose(&ahead, &o.spec.guards, o.history, o.now);
+    if rung.is_none_or(|a| a.type_ != ActionType::Scale) {
+        return Intent::Idle;
+    }
+    let verdict = FaultVerdict {
+        fault: ahead.name.clone(),
+        pattern: ahead.pattern,
+        verdict: crate::diagnosis::Verdict {
+            kind: ahead.pattern.fault_kind(),
+            pods: vec![],
+            confidence: 1.0,
+            due: true,
+            due_in: Some(0.0),
+            held_for: 0.0,
+            time_to_limit: None,
+            evidence: ask.evidence.clone(),
+            message: format!("forecast: {}", ask.message),
+            onset: false,
+        },
+    };
+    open_incident(o, &ahead, &verdict, seq)
 }
 
 /// The incidents the guards read: all of them in shadow mode (it mirrors what enforcing would

@@ -1,7 +1,8 @@
 //! Forecast scaling in shadow mode, end to end: the operator reads a demand signal's history from a
 //! real Prometheus (a PromQL expression of time with a daily rise, so two days of history exist on a
 //! fresh cluster), fits the model, and reports in `status.targets[].forecast` that it would scale out
-//! ahead of the rise; it changes nothing. Real apiserver, kwok pods.
+//! ahead of the rise, changing nothing; switched to Enforce, it scales out through a Scale incident.
+//! Real apiserver, kwok pods.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -11,9 +12,9 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use homeostat::v1alpha1::{ForecastMode, ForecastStatus};
+use homeostat::v1alpha1::{ActionType, ForecastMode, ForecastStatus, Phase, RemediationPolicy};
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::Api;
+use kube::{Api, api::PostParams};
 use support::*;
 
 /// Seconds of the shifted day at which demand starts rising (07:56), and how long it rises.
@@ -21,7 +22,7 @@ const RISE_AT: u64 = 7 * 3600 + 56 * 60;
 const RISE_SECS: u64 = 360;
 
 #[tokio::test(flavor = "multi_thread")]
-async fn forecast_shadow_reports_scaling_ahead_of_a_daily_rise_and_changes_nothing() {
+async fn forecast_reports_scaling_ahead_of_a_daily_rise_in_shadow_and_scales_out_when_enforced() {
     let env = Env::get().await;
     let ns = TestNs::new(&env, "forecast").await;
     deploy(&env, &ns.name, "shop", 2, "healthy", &[]).await;
@@ -58,6 +59,7 @@ spec:
           minReplicas: 2
           maxReplicas: 30
           forecast: {{signal: demand, perPod: 30, history: 50h, step: 1m, horizon: 10m, level: 0.8}}
+  verify: {{stableFor: 20s, timeout: 2m, maxAttempts: 2}}
 {FAST_GUARDS}"#
     );
     let _op = Operator::start(&env, &ns.name, "op", &[], &[]).await;
@@ -110,4 +112,41 @@ spec:
         .unwrap();
     assert_eq!(d.spec.and_then(|s| s.replicas), Some(2));
     assert!(remediations(&env, &ns.name).await.is_empty());
+
+    // Enforce: the next forecast (a new generation is forecast at once) opens a Scale incident under
+    // the fault's guards; the Deployment gets the replicas the forecast asked for, and the incident's
+    // evidence is the forecast.
+    let api = Api::<RemediationPolicy>::namespaced(env.client.clone(), &ns.name);
+    let mut p = policy(&env, &ns.name, "forecast").await;
+    let fc = p.spec.faults[0]
+        .action
+        .as_mut()
+        .and_then(|a| a.scale.as_mut())
+        .and_then(|s| s.forecast.as_mut())
+        .unwrap();
+    fc.mode = ForecastMode::Enforce;
+    api.replace("forecast", &PostParams::default(), &p)
+        .await
+        .expect("switch the forecast to Enforce");
+    let r = wait_phase(&env, &ns.name, Phase::Succeeded, 240).await;
+    println!("incident: {:?}", r.status);
+    assert_eq!(r.spec.action.type_, ActionType::Scale);
+    assert!(
+        r.spec
+            .evidence
+            .iter()
+            .any(|e| e.rule.starts_with("forecast peak")),
+        "{:?}",
+        r.spec.evidence
+    );
+    let s = r.status.as_ref().unwrap();
+    let a = s.attempts.first().unwrap();
+    assert_eq!(a.from_replicas, Some(2));
+    let to = a.to_replicas.unwrap();
+    assert!((3..=30).contains(&to), "{a:?}");
+    let d = Api::<Deployment>::namespaced(env.client.clone(), &ns.name)
+        .get("shop")
+        .await
+        .unwrap();
+    assert_eq!(d.spec.and_then(|s| s.replicas), Some(to));
 }

@@ -175,6 +175,7 @@ fn run(c: &Case) -> Intent {
         pods: &pods,
         history: &c.history,
         evaluated: &c.ev,
+        forecast: None,
         now: at(c.now),
     })
 }
@@ -980,4 +981,87 @@ fn effectiveness_memory_skips_an_action_that_keeps_failing() {
         ..base("memory off")
     };
     assert_eq!(opened(run(&c)).spec.action.type_, ActionType::RestartPod);
+}
+
+/// A forecast's ask opens a Scale incident stepped to the asked replicas (within maxReplicas), as if
+/// its fault fired, under that fault's guards; nothing on inconclusive data, when the workload already
+/// has the replicas or is gone.
+#[test]
+fn a_forecast_ask_opens_a_scale_incident_ahead_under_the_faults_guards() {
+    let spec = policy(scale(10), Pattern::ResourceContention);
+    let ask = ForecastAsk {
+        fault: "f".into(),
+        to: 6,
+        message: "demand forecast to reach 170 within 60s".into(),
+        evidence: vec![crate::v1alpha1::Evidence {
+            rule: "forecast peak within 60s > 3 replicas x 30 per pod".into(),
+            signal: "demand".into(),
+            pod: None,
+            value: 170.0,
+            threshold: Some(90.0),
+        }],
+    };
+    let pods = pods();
+    let healthy = verdict(FaultKind::Healthy, &[]);
+    let obs = |w: Option<&Workload>,
+               ev: &Evaluated,
+               history: &[Remediation],
+               ask: &ForecastAsk,
+               now: i64| {
+        decide(&Observed {
+            policy: "web",
+            spec: &spec,
+            target: &target(),
+            workload: w,
+            replicas_owner: &owners::NO_OWNER,
+            pods: &pods,
+            history,
+            evaluated: ev,
+            forecast: Some(ask),
+            now: at(now),
+        })
+    };
+    let w = workload(3, 3);
+    let o = opened(obs(Some(&w), &healthy, &[], &ask, 0));
+    assert_eq!(o.spec.action.type_, ActionType::Scale);
+    assert_eq!(o.spec.action.scale.as_ref().map(|s| s.step), Some(3));
+    assert_eq!(
+        o.spec.evidence, ask.evidence,
+        "the forecast is the incident's evidence"
+    );
+    let a = o
+        .status
+        .attempts
+        .last()
+        .expect("the first attempt, saved before acting");
+    assert_eq!((a.from_replicas, a.to_replicas), (Some(3), Some(6)));
+    assert!(o.act);
+    let far = ForecastAsk {
+        to: 40,
+        ..ask.clone()
+    };
+    let o = opened(obs(Some(&w), &healthy, &[], &far, 0));
+    let a = o.status.attempts.last().expect("planned");
+    assert_eq!(a.to_replicas, Some(10), "bounded by maxReplicas");
+
+    let inconclusive = verdict(FaultKind::Inconclusive, &[]);
+    assert_eq!(obs(Some(&w), &inconclusive, &[], &ask, 0), Intent::Idle);
+    assert_eq!(
+        obs(Some(&workload(6, 6)), &healthy, &[], &ask, 0),
+        Intent::Idle
+    );
+    assert_eq!(obs(None, &healthy, &[], &ask, 0), Intent::Idle);
+
+    let earlier = incident(
+        Phase::Succeeded,
+        vec![attempt(AttemptResult::Applied, 0)],
+        0,
+    );
+    assert!(
+        matches!(
+            obs(Some(&w), &healthy, &[earlier], &ask, 120),
+            Intent::Hold { .. }
+        ),
+        "the fault's cooldown holds a forecast too"
+    );
 }

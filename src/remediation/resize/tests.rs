@@ -527,6 +527,7 @@ fn decide(
         pods: &pods,
         history: &history,
         evaluated: ev,
+        forecast: None,
         now: now(),
     })
 }

@@ -237,13 +237,38 @@ struct ApiData<'a> {
 }
 
 #[derive(Deserialize)]
-struct RawSeries<'a> {
+struct RawSeries {
     #[serde(default)]
     metric: BTreeMap<String, String>,
-    #[serde(default, borrow)]
-    values: Vec<(f64, Cow<'a, str>)>,
-    #[serde(default, borrow)]
-    value: Option<(f64, Cow<'a, str>)>,
+    /// A range answer's `[time, "value"]` pairs, each value parsed as it is read: no list of
+    /// strings is built first (it took twice the memory of the points, for every point at once).
+    #[serde(default)]
+    values: Vec<Sample>,
+    #[serde(default)]
+    value: Option<Sample>,
+}
+
+/// One `[time, "value"]` pair of an answer.
+#[derive(Deserialize)]
+struct Sample(f64, SampleValue);
+
+/// A sample's value, read from its string without keeping the string.
+struct SampleValue(f64);
+
+impl<'de> Deserialize<'de> for SampleValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = SampleValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a sample value as a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<SampleValue, E> {
+                Ok(SampleValue(parse_value(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
 }
 
 fn parse_value(s: &str) -> f64 {
@@ -410,15 +435,15 @@ impl PromClient {
             .ok_or_else(|| bad("no data in a success answer".into()))?;
         match data.result_type.as_str() {
             "matrix" | "vector" => {
-                let raw: Vec<RawSeries<'_>> = serde_json::from_str(data.result.get())
+                let raw: Vec<RawSeries> = serde_json::from_str(data.result.get())
                     .map_err(|e| bad(format!("{e} (query {query})")))?;
                 Ok(raw
                     .into_iter()
                     .map(|r| {
                         let mut points: Vec<Point> =
-                            r.values.iter().map(|(t, v)| (*t, parse_value(v))).collect();
-                        if let Some((t, v)) = r.value {
-                            points.push((t, parse_value(&v)));
+                            r.values.into_iter().map(|Sample(t, v)| (t, v.0)).collect();
+                        if let Some(Sample(t, v)) = r.value {
+                            points.push((t, v.0));
                         }
                         Series {
                             labels: r.metric,
@@ -493,6 +518,24 @@ mod tests {
 
     const MATRIX: &str =
         r#""data":{"resultType":"matrix","result":[{"metric":{"pod":"a"},"values":[[1,"1"]]}]}"#;
+
+    /// Values are parsed as they are read, in range and instant answers alike; a value that is not
+    /// a string is a decode error, not a panic.
+    #[test]
+    fn sample_values_decode_in_place() {
+        let m = parse(r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"pod":"a"},"values":[[1,"0.5"],[2,"NaN"],[3,"+Inf"],[4,"1e3"],[5,"\u0032"]]}]}}"#)
+            .expect("series");
+        let p = &m[0].points;
+        assert_eq!((p[0], p[3], p[4]), ((1.0, 0.5), (4.0, 1000.0), (5.0, 2.0)));
+        assert!(p[1].1.is_nan() && p[2].1 == f64::INFINITY);
+        let v = parse(r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[7,"3"]}]}}"#)
+            .expect("series");
+        assert_eq!(v[0].points, vec![(7.0, 3.0)]);
+        let bad = parse(
+            r#"{"status":"success","data":{"resultType":"matrix","result":[{"values":[[1,2]]}]}}"#,
+        );
+        assert!(matches!(bad, Err(PromError::Decode { .. })), "{bad:?}");
+    }
 
     #[test]
     fn a_complete_answer_is_read() {

@@ -68,7 +68,8 @@ struct BacktestArgs {
     /// Namespace of the policy when its metadata names none.
     #[arg(long, default_value = "default")]
     namespace: String,
-    /// Write an SVG plot of the target's CPU with the decisions marked.
+    /// Write an SVG plot of the target's CPU with the decisions marked (with `--forecast`: needed,
+    /// reactive and forecast replicas over the range).
     #[arg(long)]
     plot: Option<PathBuf>,
     /// Output format.
@@ -315,6 +316,12 @@ async fn run_backtest(a: BacktestArgs) -> anyhow::Result<()> {
         print!("{}", homeostat::backtest::forecast::table(&r, step));
         let every = (r.need.len() / 100).max(1);
         print!("{}", homeostat::forecast::replay::ascii_plot(&r, every, 12));
+        if let Some(path) = &a.plot {
+            let title = policy.metadata.name.as_deref().unwrap_or("forecast");
+            homeostat::backtest::forecast::plot(&r, step, title, path)
+                .map_err(|e| anyhow::anyhow!("writing the plot {}: {e}", path.display()))?;
+            eprintln!("plot written to {}", path.display());
+        }
         return Ok(());
     }
     let every = a

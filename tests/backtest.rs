@@ -218,6 +218,14 @@ async fn forecast_scaling_replayed_on_real_prometheus_history_is_ahead_of_reacti
         .unwrap();
     println!("{}", backtest::forecast::table(&r, 300));
     println!("{}", homeostat::forecast::replay::ascii_plot(&r, 6, 12));
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("forecast.svg");
+    backtest::forecast::plot(&r, 300, "search", &svg).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.contains("<svg") && text.matches("<polyline").count() >= 3,
+        "need, reactive and forecast lines"
+    );
     assert_eq!(r.no_forecast, 0, "{:?}", r.first_reason);
     assert!(
         r.need.len() >= 280,

@@ -110,3 +110,50 @@ pub fn table(r: &Replay, step: u64) -> String {
             .map_or(String::new(), |w| format!(" (first: {w})")),
     )
 }
+
+/// Plots need, reactive and forecast replicas over the replayed range as an SVG file (hours since the
+/// range's start on x).
+pub fn plot(r: &Replay, step: u64, title: &str, path: &std::path::Path) -> Result<(), String> {
+    use plotters::prelude::*;
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let hours = |i: usize| (i as u64 * step) as f64 / 3600.0;
+    let ymax = r
+        .need
+        .iter()
+        .chain(&r.reactive)
+        .chain(&r.forecast)
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        * 1.1;
+    let root = SVGBackend::new(path, (1200, 450)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("{title}: replicas needed (black), reactive (blue), forecast (red)"),
+            ("sans-serif", 18),
+        )
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(45)
+        .build_cartesian_2d(0.0..hours(r.need.len().max(1)), 0.0..ymax)
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("hours since the start of the range")
+        .y_desc("replicas")
+        .draw()
+        .map_err(|e| err(&e))?;
+    for (line, color) in [(&r.need, BLACK), (&r.reactive, BLUE), (&r.forecast, RED)] {
+        chart
+            .draw_series(LineSeries::new(
+                line.iter()
+                    .enumerate()
+                    .map(|(i, n)| (hours(i), f64::from(*n))),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| err(&e))?;
+    }
+    root.present().map_err(|e| err(&e))
+}

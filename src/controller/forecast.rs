@@ -298,6 +298,68 @@ mod tests {
         }
     }
 
+    fn spec(mode: &str) -> RemediationPolicySpec {
+        serde_saphyr::from_str(&format!(
+            r#"targetRef: {{kind: Deployment, name: web}}
+faults:
+  - name: contention
+    pattern: ResourceContention
+    action: {{type: Scale, scale: {{maxReplicas: 10, forecast: {{perPod: 0.5, step: 5m, mode: {mode}}}}}}}
+"#
+        ))
+        .expect("valid spec")
+    }
+
+    /// Only a fresh Enforce forecast for this generation and these replicas that asks for more asks.
+    #[test]
+    fn only_a_fresh_enforce_forecast_for_the_current_replicas_asks() {
+        let t = TargetRef {
+            kind: crate::v1alpha1::WorkloadKind::Deployment,
+            name: "web".into(),
+        };
+        let at = |s: i64| Timestamp::from_second(1_700_000_000 + s).expect("valid");
+        let mut st = ForecastState::default();
+        let mut f = status(Some(5), Some(2), Some(5), Some(2.4), "ahead");
+        f.time = Time(at(0));
+        st.last.insert(("u".into(), t.clone()), (Some(3), f));
+        let enforce = spec("Enforce");
+        let ask = st
+            .ask("u", &t, Some(3), &enforce, 2, at(60))
+            .expect("fresh, enforcing, asks for more");
+        assert_eq!((ask.fault.as_str(), ask.to), ("contention", 5));
+        assert_eq!(ask.evidence[0].value, 2.4);
+        assert_eq!(
+            ask.evidence[0].threshold,
+            Some(1.0),
+            "2 replicas x 0.5 per pod"
+        );
+        assert_eq!(
+            st.ask("u", &t, Some(3), &spec("Shadow"), 2, at(60)),
+            None,
+            "shadow"
+        );
+        assert_eq!(
+            st.ask("u", &t, Some(4), &enforce, 2, at(60)),
+            None,
+            "another generation"
+        );
+        assert_eq!(
+            st.ask("u", &t, Some(3), &enforce, 2, at(301)),
+            None,
+            "older than a step"
+        );
+        assert_eq!(
+            st.ask("u", &t, Some(3), &enforce, 3, at(60)),
+            None,
+            "made for other replicas"
+        );
+        assert_eq!(
+            st.ask("v", &t, Some(3), &enforce, 2, at(60)),
+            None,
+            "another policy"
+        );
+    }
+
     #[test]
     fn results_name_what_the_forecast_said() {
         assert_eq!(

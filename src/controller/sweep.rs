@@ -899,7 +899,9 @@ async fn write_statuses(
                         template_drift: crate::remediation::resize::template_drift(
                             &t.history, &t.pods,
                         ),
-                        forecast: state.forecasts.get(&d.entry.uid, &t.target).cloned(),
+                        forecast: policy
+                            .filter(|p| crate::forecast::query::forecast_of(&p.spec).is_some())
+                            .and_then(|_| state.forecasts.get(&d.entry.uid, &t.target).cloned()),
                     })
                     .collect(),
             },

@@ -263,7 +263,8 @@ pub async fn compute(
             st.recommended = Some(as_i32(*to));
             if *ahead {
                 format!(
-                    "demand forecast to reach {peak:.3} within {pod_ready:.0}s (a pod's time to Ready): {verb} out to {to} ahead of it"
+                    "demand forecast to reach {peak:.3} within {}s (new pods take {pod_ready:.0}s to become Ready): {verb} out to {to} ahead of it",
+                    p.lead_steps as u64 * step
                 )
             } else {
                 format!("the current demand already needs {to} replicas: {verb} out to {to}")

@@ -65,8 +65,7 @@ impl ForecastState {
     }
 
     /// Computes the forecasts that are due (never computed, older than the forecast step, or made for
-    /// another generation), at most [`MAX_PER_SWEEP`], and forgets targets not seen in `jobs` when
-    /// `all` says the jobs cover every forecasting policy of this replica.
+    /// another generation), at most [`MAX_PER_SWEEP`], the longest-waiting first.
     pub async fn refresh(&mut self, ctx: &Context, jobs: Vec<Job<'_>>, now: Timestamp) {
         let mut due: Vec<(f64, Job<'_>)> = jobs
             .into_iter()
@@ -106,7 +105,7 @@ impl ForecastState {
                     result: result_of(&st).into(),
                 })
                 .inc();
-            debug!(namespace = %key.1, target = %key.1, message = %st.message, "forecast");
+            debug!(policy_uid = %key.0, target = %key.1, message = %st.message, "forecast");
             self.last.insert(key, (generation, st));
         }
     }

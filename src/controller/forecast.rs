@@ -128,7 +128,7 @@ impl ForecastState {
             .iter()
             .find_map(|f| Some((f, f.action.as_ref()?.scale.as_ref()?.forecast.as_ref()?)))?;
         let age = now.duration_since(st.time.0).as_secs_f64();
-        let to = st.recommended?;
+        let (to, peak) = (st.recommended?, st.forecast_peak?);
         let fresh =
             *g == generation && age <= fc.step.get().as_secs_f64() && st.replicas == replicas;
         if !fresh || fc.mode != ForecastMode::Enforce || to <= replicas {
@@ -145,7 +145,7 @@ impl ForecastState {
                 ),
                 signal: fc.signal.clone().unwrap_or_else(|| "cpu".into()),
                 pod: None,
-                value: st.forecast_peak.unwrap_or(f64::NAN),
+                value: peak,
                 threshold: Some(f64::from(replicas) * fc.per_pod),
             }],
         })

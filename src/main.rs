@@ -312,7 +312,7 @@ async fn run_backtest(a: BacktestArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("replaying the forecast against {}", a.prometheus_url))?;
         let step = homeostat::backtest::forecast::forecast_of(&policy.spec)
-            .map_or(300, |(_, f)| f.step.get().as_secs().max(1));
+            .map_or(300, |(_, _, f)| f.step.get().as_secs().max(1));
         print!("{}", homeostat::backtest::forecast::table(&r, step));
         let every = (r.need.len() / 100).max(1);
         print!("{}", homeostat::forecast::replay::ascii_plot(&r, every, 12));

@@ -51,7 +51,7 @@ pub async fn run(
     hold: u64,
     ready: u64,
 ) -> Result<Replay, ForecastBacktestError> {
-    let (scale, fc) = forecast_of(spec).ok_or(ForecastBacktestError::NoForecast)?;
+    let (_, scale, fc) = forecast_of(spec).ok_or(ForecastBacktestError::NoForecast)?;
     let workload = spec
         .target_ref
         .as_ref()

@@ -70,7 +70,7 @@ impl ForecastState {
         let mut due: Vec<(f64, Job<'_>)> = jobs
             .into_iter()
             .filter_map(|j| {
-                let step = forecast_of(j.spec)?.1.step.get().as_secs_f64();
+                let step = forecast_of(j.spec)?.2.step.get().as_secs_f64();
                 let age = match self.last.get(&j.key) {
                     Some((g, s)) if *g == j.generation => {
                         now.duration_since(s.time.0).as_secs_f64()
@@ -122,16 +122,16 @@ impl ForecastState {
         replicas: i32,
         now: Timestamp,
     ) -> Option<ForecastAsk> {
+        // Every target of every due policy is asked: the spec first, so that the fleet's
+        // non-forecasting policies cost no key allocation.
+        let (fault, _, fc) =
+            forecast_of(spec).filter(|(_, _, fc)| fc.mode == ForecastMode::Enforce)?;
         let (g, st) = self.last.get(&(uid.to_string(), target.clone()))?;
-        let (fault, fc) = spec
-            .faults
-            .iter()
-            .find_map(|f| Some((f, f.action.as_ref()?.scale.as_ref()?.forecast.as_ref()?)))?;
         let age = now.duration_since(st.time.0).as_secs_f64();
         let (to, peak) = (st.recommended?, st.forecast_peak?);
         let fresh =
             *g == generation && age <= fc.step.get().as_secs_f64() && st.replicas == replicas;
-        if !fresh || fc.mode != ForecastMode::Enforce || to <= replicas {
+        if !fresh || to <= replicas {
             return None;
         }
         Some(ForecastAsk {
@@ -197,7 +197,7 @@ pub async fn compute(
         pod_ready_seconds: pod_ready,
         message: String::new(),
     };
-    let Some((scale, fc)) = forecast_of(spec) else {
+    let Some((_, scale, fc)) = forecast_of(spec) else {
         st.message = "the policy has no Scale action with a forecast block".into();
         return st;
     };

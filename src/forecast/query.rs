@@ -3,21 +3,30 @@
 
 use super::Bounds;
 use crate::{
-    diagnosis::fetch::workload_vars,
+    diagnosis::{
+        StdSignal,
+        fetch::{QuerySet, workload_vars},
+    },
     prometheus::template::escape_regex,
-    v1alpha1::{ForecastSpec, RemediationPolicySpec, ScaleSpec, TargetRef, WorkloadKind},
+    v1alpha1::{
+        FaultSpec, ForecastSpec, RemediationPolicySpec, ScaleSpec, TargetRef, WorkloadKind,
+    },
 };
 
-/// The demand signal without `forecast.signal`: the workload's CPU use in cores, summed over its pods
-/// (past pods included, so a rollout does not cut the history).
-pub const DEFAULT_DEMAND: &str = r#"sum(rate(container_cpu_usage_seconds_total{namespace=~"{{ namespace }}", pod=~"{{ pods }}", container!="", container!="POD"}[{{ window }}]))"#;
+/// The demand signal without `forecast.signal`: the workload's CPU use in cores (the standard CPU
+/// signal's query), summed over its pods (past pods included, so a rollout does not cut the history).
+pub fn default_demand() -> String {
+    format!("sum({})", QuerySet::standard().template(StdSignal::Cpu))
+}
 
-/// The first Scale action with a forecast block.
-pub fn forecast_of(spec: &RemediationPolicySpec) -> Option<(&ScaleSpec, &ForecastSpec)> {
-    spec.faults
-        .iter()
-        .filter_map(|f| f.action.as_ref()?.scale.as_ref())
-        .find_map(|s| Some((s, s.forecast.as_ref()?)))
+/// The first fault whose own Scale action has a forecast block, that action and the block.
+pub fn forecast_of(
+    spec: &RemediationPolicySpec,
+) -> Option<(&FaultSpec, &ScaleSpec, &ForecastSpec)> {
+    spec.faults.iter().find_map(|f| {
+        let scale = f.action.as_ref()?.scale.as_ref()?;
+        Some((f, scale, scale.forecast.as_ref()?))
+    })
 }
 
 /// The replica bounds of a Scale action (`minReplicas` defaults to 1).
@@ -49,7 +58,7 @@ pub fn pods_pattern(target: &TargetRef) -> String {
     }
 }
 
-/// The demand query for `target`: the named signal, or [`DEFAULT_DEMAND`], rendered with the
+/// The demand query for `target`: the named signal, or [`default_demand`], rendered with the
 /// workload's variables (`{{ pods }}` is [`pods_pattern`], `{{ window }}` the forecast step).
 pub fn demand_query(
     spec: &RemediationPolicySpec,
@@ -62,14 +71,14 @@ pub fn demand_query(
             .signals
             .iter()
             .find(|s| s.name == *name)
-            .map(|s| s.query.as_str())
+            .map(|s| s.query.clone())
             .ok_or_else(|| QueryError::UnknownSignal(name.clone()))?,
-        None => DEFAULT_DEMAND,
+        None => default_demand(),
     };
     let window = format!("{}s", fc.step.get().as_secs().max(1));
     workload_vars(namespace, &target.name, &[], &window)
         .set("pods", pods_pattern(target))
-        .render(template)
+        .render(&template)
         .map_err(|e| QueryError::Template(e.to_string()))
 }
 
@@ -132,7 +141,10 @@ spec:
             q.contains(r#"pod=~"web\\.v2-[a-z0-9]+-[a-z0-9]+""#) && q.contains("[300s]"),
             "{q}"
         );
-        assert!(q.starts_with("sum(rate(container_cpu_usage_seconds_total"));
+        assert!(
+            q.starts_with("sum(sum by (namespace, pod) (rate(container_cpu_usage_seconds_total"),
+            "{q}"
+        );
         let q = demand_query(&p.spec, &fc(Some("rps")), "shop", &t).expect("renders");
         assert!(q.starts_with("sum(rate(http_requests_total"), "{q}");
         assert_eq!(

@@ -38,30 +38,17 @@ async fn forecast_reports_scaling_ahead_of_a_daily_rise_in_shadow_and_scales_out
     let demand = format!(
         "45 + 555 * clamp(vector((((time() + {offset}) % 86400) - {RISE_AT}) / {RISE_SECS}), 0, 1)"
     );
-    let yaml = format!(
-        r#"apiVersion: homeostat.dev/v1alpha1
-kind: RemediationPolicy
-metadata:
-  name: forecast
-spec:
-  targetRef: {{kind: Deployment, name: shop}}
-  interval: 5s
-  signals:
-    - name: demand
-      query: '{demand}'
-  faults:
-    - name: contention
-      pattern: ResourceContention
-      for: 1m
-      action:
-        type: Scale
-        scale:
-          minReplicas: 2
-          maxReplicas: 30
-          forecast: {{signal: demand, perPod: 30, history: 50h, step: 1m, horizon: 10m, level: 0.8}}
-  verify: {{stableFor: 20s, timeout: 2m, maxAttempts: 2}}
-{FAST_GUARDS}"#
-    );
+    let faults = r#"  - name: contention
+    pattern: ResourceContention
+    for: 1m
+    action:
+      type: Scale
+      scale:
+        minReplicas: 2
+        maxReplicas: 30
+        forecast: {signal: demand, perPod: 30, history: 50h, step: 1m, horizon: 10m, level: 0.8}"#;
+    let signals = format!("  signals:\n    - name: demand\n      query: '{demand}'\n{FAST_GUARDS}");
+    let yaml = policy_yaml("forecast", "shop", faults, &signals);
     let _op = Operator::start(&env, &ns.name, "op", &[], &[]).await;
     apply_policy(&env, &ns.name, &yaml)
         .await
